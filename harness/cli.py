@@ -1,0 +1,173 @@
+"""The `qparity` command: a thin layer over the library; every command is a function call."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .engines import REGISTRY, EngineConfig, engine_class
+from .engines.base import visible_cpus
+from .errors import QParityError
+from .protocol import locked_protocol
+
+err_console = Console(stderr=True)
+
+
+def default_threads() -> int:
+    """QPARITY_THREADS wins (compose sets it from the cpuset); else the CPUs we may use."""
+    env = os.environ.get("QPARITY_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise QParityError(f"QPARITY_THREADS must be a positive integer, got {env!r}")
+        return int(env)
+    return visible_cpus()
+
+
+def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """--data DIR means COCO layout; --images/--annotations override either part."""
+    base = Path(args.data) if args.data else None
+    images = Path(args.images) if args.images else (base / "val2017" if base else None)
+    ann = Path(args.annotations) if args.annotations else (
+        base / "annotations" / "instances_val2017.json" if base else None)
+    if images is None or ann is None:
+        raise QParityError("give --data DIR (COCO layout) or both --images and --annotations")
+    return images, ann
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="COCO-layout folder: val2017/*.jpg, annotations/instances_val2017.json")
+    p.add_argument("--images", help="image folder (overrides --data)")
+    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images of the sorted list")
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="the INT8 QDQ ONNX model")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--threads", type=int, help="CPU threads (default: QPARITY_THREADS or the "
+                                               "CPUs this process may use)")
+    p.add_argument("--warmup", type=int, help="latency warm-up runs (locked: 50)")
+    p.add_argument("--runs", type=int, help="latency timed runs (locked: 200)")
+    p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans)")
+    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="engine-specific option, recorded in the result")
+    add_data_args(p)
+
+
+def build_requests(args: argparse.Namespace, engines: list[str]):
+    from .runner import RunRequest
+
+    images, ann = data_paths(args)
+    proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
+    options = {}
+    for kv in args.engine_opt:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise QParityError(f"--engine-opt expects KEY=VALUE, got {kv!r}")
+        options[key] = value
+    threads = args.threads or default_threads()
+    reqs = []
+    for name in engines:
+        engine_class(name)  # unknown names fail here, before anything runs
+        cfg = EngineConfig(threads=threads, options=dict(options),
+                           cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+        reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
+                               args.limit, cfg))
+    return reqs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .data import Dataset
+    from .modelinfo import inspect_model
+    from .runner import run_isolated
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    reqs = build_requests(args, engines)
+    # Bad input is reported once, up front, before any engine spends time on it.
+    info = inspect_model(Path(args.model), locked_protocol().size)
+    data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
+    data.check_num_classes(info.num_classes, Path(args.model))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for req in reqs:
+        err_console.print(f"[bold]>> {req.engine}[/]")
+        res = run_isolated(req)
+        if res["status"] != "ok":
+            err_console.print(f"[red]{req.engine}: {res['status']}: {res['reason']}[/]", highlight=False)
+    return cmd_collect(argparse.Namespace(out=args.out))
+
+
+def cmd_run_engine(args: argparse.Namespace) -> int:
+    from .runner import execute, run_isolated
+
+    (req,) = build_requests(args, [args.engine])
+    res = execute(req) if args.in_process else run_isolated(req)
+    if res["status"] != "ok" and not args.in_process:  # the supervising parent reports it
+        err_console.print(f"{req.engine}: {res['status']}: {res['reason']}", highlight=False)
+    # The result file is the product; a written file is success for the process (compose's
+    # collector waits on it); the verdict is the collector's job.
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collector import collect
+    from .report import print_report
+
+    report = collect(Path(args.out))
+    print_report(report)
+    Console(stderr=True).print(f"report: {Path(args.out) / 'eval_report.json'}")
+    return report["exit_code"]
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    t = Table("engine", "available here", title="qparity engines")
+    for name in REGISTRY:
+        reason = engine_class(name).probe()
+        t.add_row(name, "[green]yes[/]" if reason is None else f"[yellow]no[/]: {reason}")
+    Console().print(t)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="qparity", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run engines on a model and data, then collect")
+    p.add_argument("--engines", default=locked_protocol().golden,
+                   help=f"comma-separated, from: {', '.join(REGISTRY)}")
+    add_engine_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("run-engine", help="run one engine (in a child process) and write its result")
+    p.add_argument("--engine", required=True, choices=list(REGISTRY))
+    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    add_engine_args(p)
+    p.set_defaults(func=cmd_run_engine)
+
+    p = sub.add_parser("collect", help="merge the results in a folder, gate, write eval_report.json")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("engines", help="list engines and whether they can run here")
+    p.set_defaults(func=cmd_engines)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except QParityError as e:
+        err_console.print(f"[bold red]qparity: error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

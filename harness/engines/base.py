@@ -1,0 +1,77 @@
+"""The engine interface: load a model, run one input, describe itself. Nothing else.
+
+Everything shared (preprocessing, decode, NMS, metric, timing, reporting) lives outside
+`harness/engines/`; an engine only turns a [1, 3, S, S] float32 array into the model's raw
+output. Engine modules import their library lazily (in `probe`/`load`), so importing the
+package never needs any engine installed.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot run on this machine (library, driver or device missing)."""
+
+
+class EngineFailure(Exception):
+    """The engine is installed but could not load or run this model; the message says why."""
+
+
+def visible_cpus() -> int:
+    """CPUs this process may run on: a container's cpuset, not the host's core count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class EngineConfig:
+    threads: int = field(default_factory=visible_cpus)
+    cache_dir: Path | None = None  # where an engine may keep built artefacts (TensorRT plans)
+    options: dict[str, str] = field(default_factory=dict)  # engine-specific --engine-opt k=v
+
+
+class Engine(ABC):
+    name: ClassVar[str]
+    #: What one latency sample covers, written into every result.
+    timed: ClassVar[str] = "model execution only (host memory in, host memory out)"
+
+    def __init__(self, config: EngineConfig | None = None):
+        self.config = config or EngineConfig()
+
+    @classmethod
+    def probe(cls) -> str | None:
+        """None when the engine can run here, else the reason it cannot. Must never crash."""
+        return None
+
+    @abstractmethod
+    def load(self, model: Path) -> None:
+        """Prepare the model; raise EngineFailure with the library's own message on refusal."""
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One batch-1 inference: [1, 3, S, S] float32 -> raw output [1, N, 5+nc] float32."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Library, version and every setting that could change results or speed.
+
+        Called after the latency measurement, so an engine may add timings it collected
+        itself (TensorRT's GPU compute time) under "extra_latency_ms".
+        """
+
+    def census(self) -> dict[str, Any] | None:
+        """Executed-precision census: which compute ops really ran in int8 (see census.py)."""
+        return None
+
+    def close(self) -> None:
+        """Release device memory and sessions."""

@@ -1,0 +1,73 @@
+"""ONNX Runtime on CPU: the golden engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Engine, EngineFailure, EngineUnavailable
+
+# Pinned, not left to the library default, because the level decides which Q/DQ patterns
+# are fused into integer kernels and therefore the golden numbers themselves.
+GRAPH_OPT_LEVEL = "ORT_ENABLE_ALL"
+
+
+class OrtCpuEngine(Engine):
+    name = "ort-cpu"
+    graph_opt_level = GRAPH_OPT_LEVEL
+
+    @classmethod
+    def probe(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            return f"onnxruntime is not installed ({e})"
+        return None
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, self.graph_opt_level)
+        so.intra_op_num_threads = self.config.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        return so
+
+    def load(self, model: Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise EngineUnavailable(str(e)) from e
+        self.model_path = Path(model)
+        try:
+            self.session = ort.InferenceSession(str(model), self.session_options(),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+            raise EngineFailure(f"onnxruntime refused the model: {e}") from e
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "library": "onnxruntime",
+            "version": ort.__version__,
+            "settings": {
+                "providers": self.session.get_providers(),
+                "graph_optimization_level": self.graph_opt_level,
+                "intra_op_num_threads": self.config.threads,
+                "inter_op_num_threads": 1,
+                "execution_mode": "ORT_SEQUENTIAL",
+            },
+        }
+
+    def close(self) -> None:
+        self.session = None

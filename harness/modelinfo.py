@@ -1,0 +1,100 @@
+"""What the model file is: hashes, I/O contract, and how much of it is quantized."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .data import md5_file, sha256_file
+from .errors import QParityError
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    md5: str
+    sha256: str
+    size_bytes: int
+    input_name: str
+    input_shape: list[int | str]
+    output_name: str
+    output_shape: list[int | str]
+    num_classes: int
+    opset: int
+    quantize_nodes: int
+    dequantize_nodes: int
+    quantized_compute_ops: int  # Conv/MatMul/Gemm whose weight comes through a DequantizeLinear
+    compute_ops: int
+    md5_file_check: str  # "ok", "mismatch", or "absent" for onnx_int8_md5.txt beside the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def _md5_sidecar(path: Path, md5: str) -> str:
+    """SPEC.md: every engine checks the model against the md5 recorded next to it."""
+    sidecar = path.parent / "onnx_int8_md5.txt"
+    if not sidecar.is_file():
+        return "absent"
+    recorded = sidecar.read_text().split()
+    return "ok" if recorded and recorded[0].lower() == md5 else "mismatch"
+
+
+def inspect_model(path: Path, size: int) -> ModelInfo:
+    """Load and check the ONNX file against the contract: 1x3xSxS float in, [1, N, 5+nc] out."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise QParityError("model file does not exist", path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise QParityError(f"not a valid ONNX model ({type(e).__name__}: {str(e)[:200]})", path) from e
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1 or len(g.output) < 1:
+        raise QParityError(f"expected one image input and an output, found {len(inputs)} input(s) "
+                           f"and {len(g.output)} output(s)", path)
+    in_shape, out_shape = _dims(inputs[0]), _dims(g.output[0])
+    if in_shape != [1, 3, size, size]:
+        raise QParityError(f"input {inputs[0].name!r} has shape {in_shape}; the protocol needs a "
+                           f"static 1x3x{size}x{size}", path)
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise QParityError(f"input {inputs[0].name!r} must be float32", path)
+    if len(out_shape) != 3 or out_shape[0] != 1 or not isinstance(out_shape[2], int) or out_shape[2] < 6:
+        raise QParityError(f"output {g.output[0].name!r} has shape {out_shape}; expected "
+                           f"[1, N, 5+nc] raw predictions (no NMS in the graph)", path)
+    ops = Counter(n.op_type for n in g.node)
+    dq_outputs = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    compute = [n for n in g.node if n.op_type in COMPUTE_OPS]
+    quantized = [n for n in compute if len(n.input) > 1 and n.input[1] in dq_outputs]
+    md5 = md5_file(path)
+    return ModelInfo(
+        path=str(path.resolve()),
+        md5=md5,
+        sha256=sha256_file(path),
+        size_bytes=path.stat().st_size,
+        input_name=inputs[0].name,
+        input_shape=in_shape,
+        output_name=g.output[0].name,
+        output_shape=out_shape,
+        num_classes=int(out_shape[2]) - 5,
+        opset=max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
+        quantize_nodes=ops.get("QuantizeLinear", 0),
+        dequantize_nodes=ops.get("DequantizeLinear", 0),
+        quantized_compute_ops=len(quantized),
+        compute_ops=len(compute),
+        md5_file_check=_md5_sidecar(path, md5),
+    )
