@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .engines import REGISTRY, EngineConfig, engine_class
+from .engines import EngineConfig, engine_class, engine_names
 from .engines.base import visible_cpus
 from .errors import QParityError
 from .protocol import locked_protocol
@@ -126,7 +126,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     t = Table("engine", "available here", title="qparity engines")
-    for name in REGISTRY:
+    for name in engine_names():
         reason = engine_class(name).probe()
         t.add_row(name, "[green]yes[/]" if reason is None else f"[yellow]no[/]: {reason}")
     Console().print(t)
@@ -139,12 +139,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run engines on a model and data, then collect")
     p.add_argument("--engines", default=locked_protocol().golden,
-                   help=f"comma-separated, from: {', '.join(REGISTRY)}")
+                   help=f"comma-separated, from: {', '.join(engine_names())}")
     add_engine_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("run-engine", help="run one engine (in a child process) and write its result")
-    p.add_argument("--engine", required=True, choices=list(REGISTRY))
+    p.add_argument("--engine", required=True, help=f"one of: {', '.join(engine_names())}")
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     add_engine_args(p)
     p.set_defaults(func=cmd_run_engine)

@@ -32,7 +32,7 @@ def letterbox(
     r = min(size / h, size / w)
     if not scaleup:
         r = min(r, 1.0)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    new_w, new_h = max(1, int(round(w * r))), max(1, int(round(h * r)))  # never a 0-pixel side
     dw, dh = size - new_w, size - new_h
     if auto:  # pad only to a stride multiple; the spec pins auto=False, kept for completeness
         dw, dh = dw % stride, dh % stride

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from ..errors import QParityError
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
@@ -14,12 +15,30 @@ REGISTRY: dict[str, str] = {
 }
 
 
+
+def _registry() -> dict[str, str]:
+    """The built-in engines plus any from QPARITY_EXTRA_ENGINES ("name=module:Class,..."), so an
+    out-of-tree engine plugs in without editing qparity, and child processes inherit it."""
+    reg = dict(REGISTRY)
+    for item in filter(None, os.environ.get("QPARITY_EXTRA_ENGINES", "").split(",")):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise QParityError(f"QPARITY_EXTRA_ENGINES entry {item!r} is not name=module:Class")
+        reg[name.strip()] = target.strip()
+    return reg
+
+
+def engine_names() -> list[str]:
+    return list(_registry())
+
+
 def engine_class(name: str) -> type[Engine]:
-    if name not in REGISTRY:
-        raise QParityError(f"unknown engine {name!r}; known: {', '.join(REGISTRY)}")
-    module, _, cls = REGISTRY[name].partition(":")
+    reg = _registry()
+    if name not in reg:
+        raise QParityError(f"unknown engine {name!r}; known: {', '.join(reg)}")
+    module, _, cls = reg[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["REGISTRY", "Engine", "EngineConfig", "EngineFailure", "EngineUnavailable",
+__all__ = ["REGISTRY", "engine_names", "Engine", "EngineConfig", "EngineFailure", "EngineUnavailable",
            "engine_class"]

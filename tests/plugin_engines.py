@@ -1,0 +1,33 @@
+"""Out-of-tree engines the tests plug in through QPARITY_EXTRA_ENGINES (inherited by children)."""
+
+import os
+import signal
+
+from harness.engines.ort_cpu import OrtCpuEngine
+
+
+class SegfaultEngine(OrtCpuEngine):
+    """Dies in native-code fashion halfway through the data, as a broken engine would."""
+
+    name = "segfault"
+
+    def run(self, x):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == 3:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().run(x)
+
+
+class NotInstalledEngine(OrtCpuEngine):
+    name = "notinstalled"
+
+    @classmethod
+    def probe(cls):
+        return "fakelib is not installed (pip install fakelib)"
+
+
+class WrongOutputEngine(OrtCpuEngine):
+    name = "wrongoutput"
+
+    def run(self, x):
+        return super().run(x)[:, :, :4]

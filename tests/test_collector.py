@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from harness.collector import collect, gate, map_delta
+from harness.errors import QParityError
+from harness.protocol import locked_protocol
+from harness.runner import new_result, write_json_atomic
+
+
+def result(engine, map50_95, sha="abc", status="ok", median=10.0):
+    r = new_result(engine, locked_protocol())
+    r.update(status=status, model={"sha256": sha},
+             data={"image_list_sha256": "L", "annotations_sha256": "A", "images_evaluated": 5})
+    if status == "ok":
+        r["metrics"] = {"map50_95": map50_95, "map50": 50.0, "map75": 30.0, "map_small": 1.0,
+                        "map_medium": 2.0, "map_large": 3.0, "images": 5, "detections": 9}
+        r["latency_ms"] = {"median": median, "p95": median * 1.2, "samples_ms": [median] * 3}
+    return r
+
+
+def write(tmp_path, *results):
+    for r in results:
+        write_json_atomic(tmp_path / f"{r['engine']}.json", r)
+    return tmp_path
+
+
+@pytest.mark.parametrize("other,expected", [
+    (33.6, "pass"),      # exactly at the tolerance: 0.5 points
+    (33.5999, "pass"),   # just under
+    (33.6001, "fail"),   # just over
+    (32.6, "pass"),      # at the tolerance below
+    (32.5999, "fail"),   # just over below
+])
+def test_gate_at_under_and_over_tolerance(tmp_path, other, expected):
+    rep = collect(write(tmp_path, result("ort-cpu", 33.1), result("openvino", other, median=5.0)))
+    e = rep["engines"]["openvino"]
+    assert e["status"] == expected
+    assert e["delta_map50_95"] == pytest.approx(other - 33.1, abs=1e-9)
+    assert rep["verdict"] == expected and rep["exit_code"] == (0 if expected == "pass" else 1)
+    assert e["speedup_vs_golden"] == 2.0
+    assert "samples_ms" not in e["latency_ms"]  # the report summarises; raw samples stay per engine
+    on_disk = json.loads((tmp_path / "eval_report.json").read_text())
+    assert on_disk["engines"]["openvino"]["status"] == expected
+    assert on_disk["golden"] == "ort-cpu" and on_disk["tolerance_map50_95"] == 0.5
+
+
+def test_delta_rounding_does_not_push_exact_tolerance_over():
+    assert map_delta({"map50_95": 33.6}, {"map50_95": 33.1}) == 0.5
+    assert gate(0.5, 0.5) == "pass" and gate(-0.5001, 0.5) == "fail" and gate(None, 0.5) == "fail"
+
+
+def test_golden_must_have_run(tmp_path):
+    rep = collect(write(tmp_path, result("ort-cpu", 0, status="error"), result("openvino", 33.0)))
+    assert rep["engines"]["openvino"]["status"] == "error"
+    assert "golden engine ort-cpu did not run" in rep["engines"]["openvino"]["reason"]
+    assert rep["exit_code"] == 2
+
+
+def test_missing_golden_file_is_an_error(tmp_path):
+    rep = collect(write(tmp_path, result("openvino", 33.0)))
+    assert rep["engines"]["ort-cpu"]["status"] == "error" and rep["exit_code"] == 2
+
+
+def test_different_model_file_is_an_error(tmp_path):
+    rep = collect(write(tmp_path, result("ort-cpu", 33.0), result("openvino", 33.0, sha="zzz")))
+    assert rep["engines"]["openvino"]["status"] == "error"
+    assert "model file differs" in rep["engines"]["openvino"]["reason"]
+
+
+def test_unavailable_engine_does_not_hide_others(tmp_path):
+    rep = collect(write(tmp_path, result("ort-cpu", 33.0), result("openvino", 33.2),
+                        result("tensorrt", 0, status="unavailable")))
+    assert rep["engines"]["openvino"]["status"] == "pass"
+    assert rep["engines"]["tensorrt"]["status"] == "unavailable"
+    assert rep["exit_code"] == 2  # an engine that was asked for could not run
+
+
+def test_collect_empty_folder(tmp_path):
+    with pytest.raises(QParityError, match="no engine result files"):
+        collect(tmp_path)
