@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    from .preflight import check_model, print_check
+
+    verdict = check_model(Path(args.model), locked_protocol().size)
+    (Path(args.out) / "preflight.json").write_text(json.dumps(verdict, indent=1) + "\n")
+    print_check(verdict)
     for req in reqs:
         err_console.print(f"[bold]>> {req.engine}[/]")
         res = run_isolated(req)
@@ -119,6 +125,67 @@ def cmd_collect(args: argparse.Namespace) -> int:
     report = collect(Path(args.out))
     print_report(report)
     Console(stderr=True).print(f"report: {Path(args.out) / 'eval_report.json'}")
+    return report["exit_code"]
+
+
+def cmd_lists(args: argparse.Namespace) -> int:
+    from .lists import write_lists
+
+    written = write_lists(Path(args.data), Path(args.out), args.split)
+    for k, v in written.items():
+        n = len(v.read_text().splitlines())
+        Console().print(f"{k:16s} {v}  ({n} lines)")
+    return 0
+
+
+def cmd_ptq(args: argparse.Namespace) -> int:
+    from .lists import read_list
+    from .ptq import quantize
+
+    calib = read_list(Path(args.calib), Path(args.data) if args.data else None)
+    if args.limit:
+        calib = calib[: args.limit]
+    exclude = list(args.exclude)
+    if args.exclude_from:
+        exclude += _exclude_list(Path(args.exclude_from))
+    rec = quantize(Path(args.model), calib, Path(args.out), args.recipe, args.method, exclude,
+                   args.keep_first_conv, args.quantize_tail, args.per_tensor_weights)
+    Console().print(f"wrote {args.out} (md5 {rec['model']['md5']}, recipe {args.recipe}, "
+                    f"{args.method} on {len(calib)} images, {len(rec['kept_in_float'])} node(s) "
+                    f"kept in float)", highlight=False)
+    return 0
+
+
+def _exclude_list(path: Path) -> list[str]:
+    """A JSON file with an "exclude" list (what `qparity sensitivity` writes)."""
+    try:
+        return list(json.loads(path.read_text())["exclude"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise QParityError(f"expected JSON with an 'exclude' list ({e})", path) from e
+
+
+def cmd_check_model(args: argparse.Namespace) -> int:
+    from .preflight import check_model, print_check
+
+    verdict = check_model(Path(args.model), locked_protocol().size)
+    if args.json:
+        print(json.dumps(verdict, indent=1))
+    else:
+        print_check(verdict)
+    return 0 if all(v["accepts"] for v in verdict["engines"].values()) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .report import print_report
+
+    proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
+    report = run_demo(Path(args.out), args.images, proto, threads=args.threads)
+    print_report(report)
+    d = report["demo"]
+    Console().print(f"fp32 model on {report['golden']}: mAP50-95 {d['fp32_map50_95']}; "
+                    f"demo wall time {d['wall_s']} s", highlight=False)
+    Console().print(f"report: {Path(args.out) / 'results' / 'eval_report.json'}", highlight=False)
     return report["exit_code"]
 
 
@@ -152,6 +219,42 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="merge the results in a folder, gate, write eval_report.json")
     p.add_argument("out")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("lists", help="val.txt, calib.txt and sha256 manifests for a COCO folder")
+    p.add_argument("--data", required=True, help="COCO-layout folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="val2017")
+    p.set_defaults(func=cmd_lists)
+
+    p = sub.add_parser("ptq", help="quantize an fp32 ONNX model with the locked recipe")
+    p.add_argument("--model", required=True, help="fp32 ONNX model")
+    p.add_argument("--calib", required=True, help="calib.txt from `qparity lists`")
+    p.add_argument("--data", help="folder the list's relative paths start from (default: the list's)")
+    p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx")
+    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"])
+    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"])
+    p.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                   help="keep this node in float (repeatable)")
+    p.add_argument("--exclude-from", help="JSON with an 'exclude' list (from qparity sensitivity)")
+    p.add_argument("--keep-first-conv", action="store_true", help="keep the first convolution in float")
+    p.add_argument("--quantize-tail", action="store_true",
+                   help="also quantize the box-decoding tail (the known trap; for comparison only)")
+    p.add_argument("--per-tensor-weights", action="store_true")
+    p.add_argument("--limit", type=int, help="use only the first N calibration images")
+    p.set_defaults(func=cmd_ptq)
+
+    p = sub.add_parser("check-model", help="preflight: will each engine accept this model?")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check_model)
+
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded demo (no download, no GPU)")
+    p.add_argument("--out", default="results/demo")
+    p.add_argument("--images", type=int, default=300, help="demo validation images")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--runs", type=int)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("engines", help="list engines and whether they can run here")
     p.set_defaults(func=cmd_engines)

@@ -18,6 +18,7 @@ from .protocol import Protocol, locked_protocol
 from .runner import RESULT_SCHEMA, write_json_atomic
 
 REPORT_NAME = "eval_report.json"
+PREFLIGHT_NAME = "preflight.json"
 REPORT_SCHEMA = 1
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 # Where the engine ran but the evidence says it did not measure the same thing as the golden.
@@ -32,7 +33,7 @@ def load_results(out: Path) -> dict[str, dict[str, Any]]:
         raise QParityError("results folder does not exist", out)
     results = {}
     for f in sorted(out.glob("*.json")):
-        if f.name == REPORT_NAME or f.name.startswith("."):
+        if f.name in (REPORT_NAME, PREFLIGHT_NAME) or f.name.startswith("."):
             continue
         try:
             r = json.loads(f.read_text())
@@ -128,6 +129,13 @@ def collect(out: Path, protocol: Protocol | None = None) -> dict[str, Any]:
     if golden is None:
         entries[golden_name] = {"status": "error", "reason": "golden engine has no result file",
                                 "metrics": None, "delta_map50_95": None, "latency_ms": None}
+    preflight = None
+    if (out / PREFLIGHT_NAME).is_file():
+        preflight = json.loads((out / PREFLIGHT_NAME).read_text())
+        for name, e in entries.items():
+            pre = preflight["engines"].get(name)
+            if pre is not None:  # beside an engine's refusal, what check-model predicted
+                e["preflight"] = pre
     v, code = verdict(entries)
     report = {
         "schema": REPORT_SCHEMA,
@@ -139,7 +147,7 @@ def collect(out: Path, protocol: Protocol | None = None) -> dict[str, Any]:
         "protocol": ref.get("protocol"),
         "model": ref.get("model"),
         "data": ref.get("data"),
-        "preflight": ref.get("preflight"),
+        "preflight": preflight,
         "engines": entries,
         "collector_env": environment(),
     }

@@ -1,0 +1,275 @@
+"""TensorRT 10+ on an NVIDIA GPU: strongly typed QDQ build, engine cache, honest timing.
+
+The model's Q/DQ nodes decide what runs in int8 (explicit quantization, STRONGLY_TYPED
+network: no calibrator, no precision flags). Built plans are cached beside the results,
+keyed by everything that makes a plan valid (see trt/cache.py). CUDA memory goes through
+cuda-python: page-locked host buffers, one non-blocking stream, asynchronous copies.
+
+What one latency sample covers is `timed` below: the copy in, the execution, the copy out
+and the synchronize, i.e. what an application waits for per image. The GPU compute time
+alone (CUDA events around the execution) is recorded beside it.
+
+Import hygiene: this module imports nothing GPU-related. `probe` checks the driver through
+ctypes before TensorRT is imported, because creating a TensorRT runtime without a usable
+GPU can crash the process.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Engine, EngineFailure, EngineUnavailable
+from .trt.build import BuildError, ParserRefusal, build_plan, make_logger, parse_onnx
+from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile, sha256_file
+from .trt.census import CensusUnavailable, census_from_inspector
+from .trt.cuda import CudaError, CudaGraph, CudaSession, StagedTensor
+from .trt.gpuinfo import (DeviceIdentity, cuda_device_identity, driver_version, import_nvml,
+                          nvml_snapshot)
+from .trt.gputime import GpuTimes
+from .trt.io_plan import IoPlan, IoPlanError, plan_io, specs_from_engine
+from .trt.settings import BuildSettings, OptionError, RuntimeSettings, parse_options
+from .trt.status import collect_facts, unavailable_reason
+
+
+def _protocol_runs() -> int:
+    """How many timed runs the protocol makes: the window of GPU times to summarize."""
+    from ..protocol import locked_protocol
+
+    return locked_protocol().runs
+
+
+class TensorRtEngine(Engine):
+    name = "tensorrt"
+    timed = "host latency: H2D copy + execute_async_v3 + D2H copy + stream synchronize"
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.trt: Any = None
+        self.cudart: Any = None
+        self.logger: Any = None
+        self.runtime: Any = None
+        self.engine: Any = None
+        self.context: Any = None
+        self.session: CudaSession | None = None
+        self.graph: CudaGraph | None = None
+        self.io: IoPlan | None = None
+        self.inp: StagedTensor | None = None
+        self.out: StagedTensor | None = None
+        self.build_settings = BuildSettings()
+        self.run_settings = RuntimeSettings()
+        self.identity: DeviceIdentity | None = None
+        self.driver: tuple[str, str] = ("unknown", "unknown")
+        self.cache: CacheDecision | None = None
+        self.build_info: dict[str, Any] = {}
+        self.nvml_at_load: dict[str, Any] = {}
+        self.gpu_times = GpuTimes()
+
+    @classmethod
+    def probe(cls) -> str | None:
+        return unavailable_reason(collect_facts())
+
+    # ---------------------------------------------------------------- load
+    def load(self, model: Path) -> None:
+        reason = self.probe()
+        if reason:
+            raise EngineUnavailable(reason)
+        try:
+            self.build_settings, self.run_settings = parse_options(self.config.options)
+        except OptionError as e:
+            raise EngineFailure(str(e)) from e
+        import tensorrt as trt
+        from cuda.bindings import runtime as cudart
+
+        self.trt, self.cudart = trt, cudart
+        model = Path(model)
+        try:
+            self.session = CudaSession(cudart, self.run_settings.device)
+            self.identity = cuda_device_identity(cudart, self.run_settings.device)
+            nvml = import_nvml()
+            self.driver = driver_version(nvml, self.identity.cuda_driver_version)
+            self.nvml_at_load = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml
+                                 else {"nvml": "unavailable: nvidia-ml-py is not installed"})
+            self.logger = make_logger(trt)
+            self.runtime = trt.Runtime(self.logger)
+            self.engine = self._engine_from_cache_or_build(trt, model)
+            self._bind()
+        except (CudaError, IoPlanError, BuildError) as e:
+            self.close()
+            raise EngineFailure(f"tensorrt: {e}") from e
+        except ParserRefusal as e:
+            self.close()
+            raise EngineFailure(str(e)) from e
+        except BaseException:
+            self.close()
+            raise
+
+    def _cache_fields(self, trt: Any, model: Path) -> CacheKeyFields:
+        assert self.identity is not None
+        return CacheKeyFields(tensorrt_version=str(trt.__version__), gpu_name=self.identity.name,
+                              compute_capability=self.identity.compute_capability,
+                              driver_version=self.driver[0], model_sha256=sha256_file(model),
+                              builder_settings=self.build_settings.to_dict())
+
+    def _engine_from_cache_or_build(self, trt: Any, model: Path) -> Any:
+        fields = self._cache_fields(trt, model)
+        cache = PlanCache(self.config.cache_dir, model.name)
+        decision = cache.lookup(fields)
+        if decision.status == "hit" and self.run_settings.rebuild:
+            decision = CacheDecision("stale", "rebuild=1 requested", decision.key,
+                                     decision.plan_path)
+        if decision.status == "hit":
+            engine = self.runtime.deserialize_cuda_engine(cache.read(decision))
+            if engine is not None:
+                self.cache = decision
+                return engine
+            # Same facts, yet TensorRT refuses the bytes: never trust it, rebuild over it.
+            decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan: "
+                                     + " | ".join(self.logger.errors()), decision.key,
+                                     decision.plan_path)
+        self.cache = decision
+        plan = self._build(trt, model, fields)
+        stored = cache.store(fields, plan)
+        self.build_info["stored_as"] = str(stored) if stored else None
+        engine = self.runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise BuildError("the freshly built plan did not deserialize: "
+                             + " | ".join(self.logger.errors()))
+        return engine
+
+    def _build(self, trt: Any, model: Path, fields: CacheKeyFields) -> bytes:
+        timing = TimingCacheFile(self.config.cache_dir, fields)
+        t0 = time.perf_counter()
+        parsed = parse_onnx(trt, model, self.logger)
+        result = build_plan(trt, parsed, self.build_settings, self.logger, timing.load())
+        if result.timing_cache:
+            timing.save(result.timing_cache)
+        self.build_info = {
+            "build_s": round(time.perf_counter() - t0, 3),
+            "network_strongly_typed": parsed.strongly_typed,
+            "parser_warnings": parsed.warnings,
+            "timing_cache": result.timing_cache_status,
+            "timing_cache_file": str(timing.path) if timing.path else None,
+            "plan_bytes": len(result.plan),
+        }
+        return result.plan
+
+    def _bind(self) -> None:
+        """Plan the I/O from the engine's metadata, allocate, and hand TensorRT the addresses."""
+        trt, session = self.trt, self.session
+        assert session is not None
+        self.io = plan_io(specs_from_engine(trt, self.engine))
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BuildError("create_execution_context returned None (out of device memory?)")
+        self.inp = session.stage(self.io.input)
+        self.out = session.stage(self.io.output)
+        for t in (self.inp, self.out):
+            if not self.context.set_tensor_address(t.plan.name, t.device_ptr):
+                raise BuildError(f"set_tensor_address({t.plan.name!r}) was refused")
+        if self.run_settings.cuda_graph:
+            self.graph = CudaGraph(session, self._enqueue)
+
+    def _enqueue(self) -> bool:
+        assert self.session is not None
+        return bool(self.context.execute_async_v3(self.session.stream_handle))
+
+    # ---------------------------------------------------------------- run
+    def run(self, x: np.ndarray) -> np.ndarray:
+        session, inp, out = self.session, self.inp, self.out
+        if session is None or inp is None or out is None:
+            raise EngineFailure("tensorrt: run() before load()")
+        if x.shape != inp.plan.shape or x.dtype != inp.plan.dtype:
+            raise EngineFailure(f"tensorrt: input is {x.dtype}{list(x.shape)}, the engine takes "
+                                f"{inp.plan.dtype}{list(inp.plan.shape)}")
+        try:
+            np.copyto(inp.host, x)  # into page-locked memory: the H2D copy can be async
+            session.to_device(inp)
+            session.record(session.start, "start")
+            if self.graph is not None:
+                self.graph.launch()
+            elif not self._enqueue():
+                raise EngineFailure("tensorrt: execute_async_v3 returned False: "
+                                    + " | ".join(self.logger.errors()))
+            session.record(session.end, "end")
+            session.to_host(out)
+            session.synchronize()
+            self.gpu_times.add(session.elapsed_ms())
+        except CudaError as e:
+            raise EngineFailure(f"tensorrt: {e}") from e
+        return out.host.copy()  # the staging buffer is overwritten by the next run
+
+    # ---------------------------------------------------------------- reporting
+    def describe(self) -> dict[str, Any]:
+        trt = self.trt
+        identity = self.identity.to_dict() if self.identity else {}
+        nvml = import_nvml()
+        after = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml and self.identity
+                 else {"nvml": "unavailable"})
+        gpu_compute = self.gpu_times.summary(_protocol_runs())
+        return {
+            "library": "tensorrt",
+            "version": str(getattr(trt, "__version__", "unknown")),
+            "device": f"cuda:{self.run_settings.device}",
+            "settings": {
+                "builder": self.build_settings.to_dict(),
+                "strongly_typed": self.build_settings.strongly_typed,
+                "precision_flags": "none (explicit quantization: Q/DQ nodes decide)",
+                "cuda_graph": self.run_settings.cuda_graph,
+                "runtime": self.run_settings.to_dict(),
+                "engine_cache": self.cache.to_dict() if self.cache else None,
+                "build": self.build_info,
+                "io": self.io.to_dict() if self.io else None,
+                "host_buffers": "page-locked (cudaMallocHost)",
+                "stream": "one non-blocking stream; async H2D/D2H copies",
+            },
+            "gpu": {
+                **identity,
+                "driver_version": self.driver[0],
+                "driver_version_source": self.driver[1],
+                "cuda_python": _cuda_python_version(),
+                "nvml_at_load": self.nvml_at_load,
+                "nvml_after_timing": after,
+            },
+            "extra_latency_ms": {"gpu_compute": gpu_compute} if gpu_compute else {},
+        }
+
+    def census(self) -> dict[str, Any] | None:
+        if self.engine is None:
+            return None
+        try:
+            inspector = self.engine.create_engine_inspector()
+            if self.context is not None:
+                inspector.execution_context = self.context
+            info = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
+            return census_from_inspector(info)
+        except CensusUnavailable as e:
+            return {"source": "tensorrt engine inspector", "unavailable": str(e)}
+        except Exception as e:  # best effort: a census failure must not fail the run
+            return {"source": "tensorrt engine inspector",
+                    "unavailable": f"{type(e).__name__}: {e}"}
+
+    def close(self) -> None:
+        # Order: the graph and the context use the buffers, the context belongs to the engine.
+        if self.graph is not None:
+            self.graph.close()
+            self.graph = None
+        self.context = None
+        self.engine = None
+        self.runtime = None
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.inp = self.out = None
+
+
+def _cuda_python_version() -> str | None:
+    try:
+        import cuda.bindings
+
+        return str(cuda.bindings.__version__)
+    except Exception:
+        return None

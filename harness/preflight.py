@@ -1,0 +1,212 @@
+"""`qparity check-model`: will each engine accept this INT8 QDQ file, and if not, why not.
+
+Static checks of the graph, plus one float inference on a synthetic image to measure the
+ranges meeting at quantized Concats (the "coordinates and scores under one scale" trap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import QParityError
+from .modelinfo import inspect_model
+
+ENGINES = ("ort-cpu", "openvino", "tensorrt")
+CONCAT_RANGE_RATIO = 32.0  # inputs whose ranges differ this much cannot share one 8-bit scale
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str  # "refuse": the engine will not take the model; "warn": it will, with a risk
+    engines: list[str]
+    message: str
+    nodes: list[str] = field(default_factory=list)
+
+
+def _init_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+
+
+def _qdq_findings(model: onnx.ModelProto) -> list[Finding]:
+    g = model.graph
+    inits = _init_arrays(g)
+    producer = {o: n for n in g.node for o in n.output}
+    def on_weight(name: str) -> bool:  # a DQ of a constant, or a Q->DQ pair on a constant
+        q = producer.get(name)
+        return name in inits or (q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits)
+
+    uint8, nonzero, per_channel_act, bad_axis, int32_bias = [], [], [], [], []
+    for n in g.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        weight = on_weight(n.input[0])
+        zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        scale = inits.get(n.input[1])
+        if zp is not None and zp.dtype == np.uint8 and not weight:
+            uint8.append(n.name)
+        elif zp is not None and np.any(zp != 0):
+            nonzero.append(n.name)
+        if n.input[0] in inits and inits[n.input[0]].dtype == np.int32:
+            int32_bias.append(n.name)
+        if scale is not None and scale.size > 1:
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            if not weight:
+                per_channel_act.append(n.name)
+            elif axis != 0:
+                bad_axis.append(n.name)
+    out = []
+    if uint8:
+        out.append(Finding("uint8-activations", "refuse", ["tensorrt"],
+                           f"{len(uint8)} activation Q/DQ node(s) use uint8 (asymmetric) "
+                           "activations; TensorRT supports only int8 with zero point 0", uint8))
+    if nonzero:
+        out.append(Finding("nonzero-zero-point", "refuse", ["tensorrt"],
+                           f"{len(nonzero)} Q/DQ node(s) have a non-zero zero point; TensorRT "
+                           "rejects any non-zero zero point", nonzero))
+    if int32_bias:
+        out.append(Finding("int32-bias", "refuse", ["tensorrt"],
+                           f"{len(int32_bias)} DequantizeLinear node(s) dequantize int32 biases; "
+                           "TensorRT's parser needs int8 inputs to DequantizeLinear", int32_bias))
+    if per_channel_act:
+        out.append(Finding("per-channel-activation", "refuse", ["tensorrt"],
+                           f"{len(per_channel_act)} activation Q/DQ node(s) are per-channel; "
+                           "TensorRT takes per-tensor activations only", per_channel_act))
+    if bad_axis:
+        out.append(Finding("weight-axis", "refuse", ["tensorrt"],
+                           f"{len(bad_axis)} per-channel weight scale(s) on an axis other than 0",
+                           bad_axis))
+    return out
+
+
+def _float_bias_convs(model: onnx.ModelProto) -> Finding | None:
+    """ONNX Runtime fuses DQ->Conv->Q into an integer kernel only with an int32 bias."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name for i in g.initializer}
+    quantized = [n for n in g.node if n.op_type == "Conv" and len(n.input) > 1
+                 and n.input[1] in producer and producer[n.input[1]].op_type == "DequantizeLinear"]
+    float_bias = [n.name for n in quantized if len(n.input) > 2 and n.input[2] in inits]
+    if not float_bias:
+        return None
+    return Finding("float-bias", "warn", ["ort-cpu"],
+                   f"{len(float_bias)} of {len(quantized)} quantized convolutions have float "
+                   "biases: ONNX Runtime cannot fuse them into integer kernels and runs them "
+                   "in float (correct, but not INT8 speed)", float_bias)
+
+
+def _signed_activation_risk(model: onnx.ModelProto, cpu_flags: list[str]) -> Finding | None:
+    inits = _init_arrays(model.graph)
+    signed = any(n.op_type == "QuantizeLinear" and len(n.input) > 2
+                 and inits.get(n.input[2]) is not None and inits[n.input[2]].dtype == np.int8
+                 for n in model.graph.node)
+    if not signed or {"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_flags):
+        return None
+    return Finding("signed-int8-no-vnni", "warn", ["openvino", "ort-cpu"],
+                   "signed int8 activations on a CPU without VNNI: OpenVINO's int8 kernels were "
+                   "measured wrong on this CPU class, and u8 x s8 kernels can saturate "
+                   "(SPEC.md); compare against qdq-ref")
+
+
+def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Max |value| of each input of every quantized Concat, from one float inference."""
+    import onnxruntime as ort
+
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    concats = [n for n in g.node if n.op_type == "Concat" and len(n.input) > 1 and (
+        any(c.op_type == "QuantizeLinear" for c in consumers.get(n.output[0], []))
+        or all(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))]
+    if not concats:
+        return []
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    wanted = sorted({i for c in concats for i in c.input} - existing)
+    for name in wanted:
+        probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        probe.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(seed).uniform(0, 1, (1, 3, size, size)).astype(np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    values = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+    out = []
+    for c in concats:
+        ranges = [float(np.abs(values[i]).max()) if values[i].size else 0.0 for i in c.input]
+        pos = [r for r in ranges if r > 0]
+        ratio = max(pos) / min(pos) if len(pos) > 1 else 1.0
+        out.append({"node": c.name, "inputs": list(c.input), "max_abs": ranges, "ratio": ratio})
+    return out
+
+
+def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None) -> dict[str, Any]:
+    """The preflight verdict: findings, and per engine whether it accepts the model."""
+    from .envinfo import cpu_info
+
+    path = Path(path)
+    findings: list[Finding] = []
+    info = None
+    try:
+        info = inspect_model(path, size)
+    except QParityError as e:
+        if not path.is_file() or "not a valid ONNX" in str(e):
+            raise
+        findings.append(Finding("io-contract", "refuse", list(ENGINES), str(e)))
+    model = onnx.load(str(path), load_external_data=False)
+    findings += _qdq_findings(model)
+    for f in (_float_bias_convs(model),
+              _signed_activation_risk(model, cpu_info()["flags"] if cpu_flags is None else cpu_flags)):
+        if f:
+            findings.append(f)
+    ranges = []
+    if info is not None:
+        try:
+            ranges = concat_ranges(model, size)
+        except Exception as e:  # a model ORT cannot run at all is the engines' verdict to give
+            findings.append(Finding("unrunnable", "refuse", ["ort-cpu"], f"onnxruntime cannot run it: {e}"))
+        bad = [r for r in ranges if r["ratio"] >= CONCAT_RANGE_RATIO]
+        if bad:
+            worst = max(bad, key=lambda r: r["ratio"])
+            findings.append(Finding(
+                "concat-range-mismatch", "warn", list(ENGINES),
+                f"{len(bad)} quantized Concat(s) join inputs whose ranges differ up to "
+                f"{worst['ratio']:.0f}x under one 8-bit scale (e.g. box coordinates with scores): "
+                "the small-range inputs collapse; keep the decode tail in float",
+                [r["node"] for r in bad]))
+    engines = {}
+    for e in ENGINES:
+        mine = [f for f in findings if e in f.engines]
+        engines[e] = {"accepts": not any(f.severity == "refuse" for f in mine),
+                      "reasons": [f.message for f in mine]}
+    return {"model": str(path), "md5": info.md5 if info else None,
+            "quantized_compute_ops": info.quantized_compute_ops if info else None,
+            "compute_ops": info.compute_ops if info else None,
+            "findings": [asdict(f) for f in findings], "concat_ranges": ranges, "engines": engines}
+
+
+def print_check(verdict: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from .report import wide_console
+
+    t = Table(title=f"check-model {verdict['model']}", title_justify="left")
+    t.add_column("engine")
+    t.add_column("accepts")
+    t.add_column("why / risks", overflow="fold")
+    for e, v in verdict["engines"].items():
+        t.add_row(e, "[green]yes[/]" if v["accepts"] else "[bold red]no[/]",
+                  "\n".join(v["reasons"]) or "-")
+    wide_console().print(t)

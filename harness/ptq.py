@@ -1,0 +1,231 @@
+"""The locked post-training quantization (SPEC.md "The model under test"), via ONNX Runtime.
+
+One fp32 ONNX in, one INT8 QDQ ONNX out, plus `onnx_int8_md5.txt` and a JSON record of the
+recipe. Calibration reads images through the evaluator's own preprocessing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnx
+
+from .data import md5_file, sha256_file
+from .envinfo import library_versions
+from .errors import QParityError
+from .letterbox import letterbox, to_input
+from .protocol import Protocol, locked_protocol
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    activation_type: str  # "int8" | "uint8"
+    activation_symmetric: bool
+    quantize_bias: bool  # int32 bias DequantizeLinear (TensorRT refuses it)
+    description: str
+
+
+RECIPES = {
+    "portable": Recipe("portable", "int8", True, False,
+                       "int8 symmetric activations (zero point 0), int8 symmetric per-channel "
+                       "weights on axis 0, float biases, decode tail in float; every engine accepts it"),
+    "spec-v1": Recipe("spec-v1", "uint8", False, True,
+                      "the original text: uint8 asymmetric activations, int8 symmetric per-channel "
+                      "weights, int32 biases, decode tail in float; CPU engines only"),
+}
+CALIB_METHODS = ("percentile", "minmax")
+PERCENTILE = 99.99
+CALIB_STRIDE = 16  # images per calibration chunk: bounds memory whatever the set size
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def downstream(graph: onnx.GraphProto, start: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Every node reachable from the outputs of `start` (excluding `start`), in graph order."""
+    cons = _consumers(graph)
+    seen: set[int] = set()
+    queue = deque(t for n in start for t in n.output)
+    while queue:
+        for n in cons.get(queue.popleft(), []):
+            if id(n) not in seen:
+                seen.add(id(n))
+                queue.extend(n.output)
+    return [n for n in graph.node if id(n) in seen]
+
+
+def detection_convs(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The last convolution of each detection branch: Convs with no Conv anywhere downstream."""
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    return [c for c in convs if not any(d.op_type == "Conv" for d in downstream(graph, [c]))]
+
+
+def decode_tail(graph: onnx.GraphProto) -> list[str]:
+    """Names of the box-decoding tail: everything after the detection convolutions. Found from
+    the graph, not a list of names, so it holds for any YOLO-style export."""
+    heads = detection_convs(graph)
+    if not heads:
+        raise QParityError("model has no Conv node: cannot locate the detection head")
+    return [n.name for n in downstream(graph, heads)]
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """nodes_to_exclude works by name; give anonymous nodes stable ones."""
+    used = {n.name for n in model.graph.node if n.name}
+    for i, n in enumerate(model.graph.node):
+        if not n.name:
+            name = f"{n.op_type}_{i}"
+            while name in used:
+                name += "_"
+            n.name = name
+            used.add(name)
+
+
+class CalibrationImages:
+    """ONNX Runtime CalibrationDataReader over image files, with the evaluation preprocessing.
+
+    `set_range` is what ONNX Runtime's CalibStridedMinMax uses to feed the calibrator one chunk
+    at a time, so the histogram calibrator never holds every image's activations at once.
+    """
+
+    def __init__(self, paths: list[Path], input_name: str, protocol: Protocol):
+        self.paths, self.input_name, self.protocol = paths, input_name, protocol
+        self.start, self.end = 0, len(paths)
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end = start_index, min(end_index, len(self.paths))
+        self.pos = self.start
+
+    def rewind(self) -> None:
+        self.pos = self.start
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= self.end:
+            return None
+        path = self.paths[self.pos]
+        self.pos += 1
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise QParityError("calibration image cannot be read", path)
+        p = self.protocol
+        lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
+        return {self.input_name: to_input(lb)}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ONNX Runtime's quantizer prints progress and a pre-processing advice on every call."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def stride_for(n: int, preferred: int = CALIB_STRIDE) -> int:
+    """ONNX Runtime wants the stride to divide the set size: the largest divisor <= preferred."""
+    return max(d for d in range(1, min(preferred, n) + 1) if n % d == 0)
+
+
+def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portable",
+             method: str = "percentile", exclude: list[str] | None = None,
+             keep_first_conv: bool = False, quantize_tail: bool = False,
+             per_tensor_weights: bool = False, protocol: Protocol | None = None) -> dict[str, Any]:
+    """Quantize `model_in` into `out`; returns (and writes beside `out`) the recipe record."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    protocol = protocol or locked_protocol()
+    if recipe not in RECIPES:
+        raise QParityError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    if method not in CALIB_METHODS:
+        raise QParityError(f"unknown calibration method {method!r}; known: {', '.join(CALIB_METHODS)}")
+    if not calib:
+        raise QParityError("no calibration images")
+    r = RECIPES[recipe]
+    model_in, out = Path(model_in), Path(out)
+    try:
+        model = onnx.load(str(model_in))
+    except Exception as e:
+        raise QParityError(f"not a valid ONNX model ({e})", model_in) from e
+    name_nodes(model)
+    graph = model.graph
+    tail = [] if quantize_tail else decode_tail(graph)
+    excluded = list(tail)
+    if keep_first_conv:
+        excluded += [next(n.name for n in graph.node if n.op_type == "Conv")]
+    unknown = sorted(set(exclude or []) - {n.name for n in graph.node})
+    if unknown:
+        raise QParityError(f"--exclude names nodes not in the model: {', '.join(unknown[:5])}", model_in)
+    excluded += [n for n in exclude or [] if n not in excluded]
+    inits = {i.name for i in graph.initializer}
+    input_name = next(i.name for i in graph.input if i.name not in inits)
+
+    extra = {
+        "ActivationSymmetric": r.activation_symmetric,
+        "WeightSymmetric": True,
+        "QuantizeBias": r.quantize_bias,
+        "CalibStridedMinMax": stride_for(len(calib)),
+    }
+    if method == "percentile":
+        extra["CalibPercentile"] = PERCENTILE
+    reader = CalibrationImages(list(calib), input_name, protocol)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="qparity-ptq-") as tmp, _quiet():
+        named = Path(tmp) / "named.onnx"
+        onnx.save(model, str(named))
+        quantize_static(
+            str(named), str(out), reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if r.activation_type == "int8" else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=not per_tensor_weights,
+            calibrate_method=CalibrationMethod.Percentile if method == "percentile"
+            else CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+            extra_options=extra,
+        )
+    md5 = md5_file(out)
+    (out.parent / "onnx_int8_md5.txt").write_text(f"{md5}  {out.name}\n")
+    calib_list = "".join(f"{p.name}\n" for p in calib)
+    record = {
+        "model": {"path": out.name, "md5": md5, "sha256": sha256_file(out)},
+        "source_model": {"path": model_in.name, "sha256": sha256_file(model_in)},
+        "recipe": asdict(r),
+        "calibration": {"method": method, "percentile": PERCENTILE if method == "percentile" else None,
+                        "images": len(calib), "stride": extra["CalibStridedMinMax"],
+                        "image_list_sha256": hashlib.sha256(calib_list.encode()).hexdigest()},
+        "options": {"keep_first_conv": keep_first_conv, "quantize_tail": quantize_tail,
+                    "per_tensor_weights": per_tensor_weights, "exclude": exclude or []},
+        "kept_in_float": excluded,
+        "decode_tail": tail,
+        "libraries": {k: v for k, v in library_versions().items() if k in ("onnx", "onnxruntime", "numpy")},
+        "protocol_version": protocol.version,
+    }
+    record_path = out.with_suffix(".json")
+    record_path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return record
