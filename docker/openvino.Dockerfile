@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1
+#
+# qparity + OpenVINO (CPU plugin). Also carries ONNX Runtime (a core dependency of qparity).
+#
+#   docker build -f docker/openvino.Dockerfile -t qparity/openvino:0.1.0 .   # from the repo root
+#   (or: docker compose --profile intel build)
+#
+# Base: Debian 12 slim with CPython 3.12. Every Python dependency is a manylinux wheel pinned in
+# docker/constraints.txt, so neither stage needs a compiler; the final stage gets only the
+# virtual environment, no pip cache, no source tree, no build backend.
+# OpenVINO comes from its PyPI wheel (pinned), not from Intel's openvino/ubuntu*_runtime image:
+# the wheel bundles the CPU plugin and TBB, so the image stays one small Python layer on the
+# same base as the golden engine's, and the OpenVINO version is pinned in one place.
+
+ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+
+# Layer 1, dependencies only. They are read from pyproject.toml (not repeated here) by
+# installing a placeholder package, then removing it: a change to harness/ does not
+# invalidate this (large, slow) layer, only a change to pyproject.toml or the pins does.
+COPY docker/constraints.txt docker/constraints.txt
+COPY pyproject.toml README.md ./
+RUN mkdir harness && touch harness/__init__.py \
+    && pip install --no-cache-dir -c docker/constraints.txt ".[openvino]" \
+    && pip uninstall --yes qparity \
+    && rm -rf harness build ./*.egg-info
+
+# Layer 2, the package itself (no dependency resolution: layer 1 has them all).
+COPY harness/ harness/
+RUN pip install --no-cache-dir --no-deps . \
+    && pip check \
+    && qparity --help > /dev/null
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="qparity-openvino" \
+      org.opencontainers.image.description="qparity INT8 QDQ parity harness: OpenVINO CPU engine" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.12.12-slim-bookworm"
+
+# An unprivileged user. compose.yaml may run the container under another uid (QPARITY_UID) so
+# that result files belong to whoever runs the benchmark; nothing here depends on this uid.
+RUN groupadd --gid 10001 qparity \
+    && useradd --uid 10001 --gid qparity --no-log-init --create-home --shell /usr/sbin/nologin qparity
+
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    QPARITY_MODEL_DIR=/models \
+    QPARITY_DATA_DIR=/data \
+    QPARITY_RESULTS_DIR=/results
+
+USER 10001:10001
+WORKDIR /home/qparity
+# A one-shot batch job: nothing to probe while it runs.
+HEALTHCHECK NONE
+ENTRYPOINT ["qparity"]
+CMD ["--help"]
