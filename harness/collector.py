@@ -21,6 +21,7 @@ REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"
 REPORT_SCHEMA = 1
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+REFERENCE = "qdq-ref"  # the model's own Q/DQ arithmetic: tells which engine moved
 # Where the engine ran but the evidence says it did not measure the same thing as the golden.
 SAME_AS_GOLDEN = (("model", "sha256", "model file"),
                   ("data", "image_list_sha256", "image list"),
@@ -73,6 +74,7 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
         "engine": r.get("engine_info"), "census": r.get("census"),
         "eval_timing": r.get("eval_timing"), "env": r.get("env"),
         "model_sha256": (r.get("model") or {}).get("sha256"),
+        "quantized_in_file": (r.get("model") or {}).get("quantized_compute_ops"),
         "result_file": f"{name}.json",
     }
     if entry["status"] != "ok":
@@ -92,14 +94,41 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
         entry.update(status="error", reason="protocol differs from the golden engine's run")
         return entry
     entry["delta_map50_95"] = map_delta(r.get("metrics"), golden.get("metrics"))
+    if name == REFERENCE:  # a diagnostic yardstick, not a deployment engine: never gated
+        entry["status"] = "reference"
+        return _with_speedup(entry, golden, lat)
     entry["status"] = gate(entry["delta_map50_95"], tolerance)
     if entry["status"] == "fail":
         entry["reason"] = (f"mAP50-95 {entry['delta_map50_95']:+.2f} points from {golden_name}, "
                            f"tolerance {tolerance}")
+    return _with_speedup(entry, golden, lat)
+
+
+def _with_speedup(entry: dict[str, Any], golden: dict[str, Any], lat: dict[str, Any]) -> dict[str, Any]:
     g_med = (golden.get("latency_ms") or {}).get("median")
     if g_med and lat.get("median"):
         entry["speedup_vs_golden"] = round(g_med / lat["median"], 3)
     return entry
+
+
+def add_reference_deltas(entries: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]],
+                         golden_name: str, tolerance: float) -> dict[str, Any] | None:
+    """Each engine's delta against qdq-ref, beside (never instead of) the golden gate, and a
+    flag when the golden engine itself is off the model's own arithmetic."""
+    ref = results.get(REFERENCE)
+    if not ref or ref.get("status") != "ok":
+        return None
+    for name, e in entries.items():
+        if name != REFERENCE and results.get(name, {}).get("status") == "ok":
+            e["delta_vs_qdq_ref"] = map_delta(results[name].get("metrics"), ref.get("metrics"))
+    g = entries.get(golden_name, {}).get("delta_vs_qdq_ref")
+    drift = g is not None and abs(g) > tolerance
+    if drift and golden_name in entries:
+        entries[golden_name]["golden_drift"] = True
+    return {"engine": REFERENCE, "map50_95": (ref.get("metrics") or {}).get("map50_95"),
+            "golden_delta": g, "golden_drift": drift,
+            "note": (f"golden {golden_name} is {g:+.2f} points from the model's own Q/DQ "
+                     f"arithmetic: the golden engine moved, not (only) the others") if drift else ""}
 
 
 def verdict(entries: dict[str, dict[str, Any]]) -> tuple[str, int]:
@@ -129,6 +158,7 @@ def collect(out: Path, protocol: Protocol | None = None) -> dict[str, Any]:
     if golden is None:
         entries[golden_name] = {"status": "error", "reason": "golden engine has no result file",
                                 "metrics": None, "delta_map50_95": None, "latency_ms": None}
+    reference = add_reference_deltas(entries, results, golden_name, tolerance)
     preflight = None
     if (out / PREFLIGHT_NAME).is_file():
         preflight = json.loads((out / PREFLIGHT_NAME).read_text())
@@ -147,6 +177,7 @@ def collect(out: Path, protocol: Protocol | None = None) -> dict[str, Any]:
         "protocol": ref.get("protocol"),
         "model": ref.get("model"),
         "data": ref.get("data"),
+        "reference": reference,
         "preflight": preflight,
         "engines": entries,
         "collector_env": environment(),

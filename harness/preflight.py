@@ -97,8 +97,9 @@ def _float_bias_convs(model: onnx.ModelProto) -> Finding | None:
         return None
     return Finding("float-bias", "warn", ["ort-cpu"],
                    f"{len(float_bias)} of {len(quantized)} quantized convolutions have float "
-                   "biases: ONNX Runtime cannot fuse them into integer kernels and runs them "
-                   "in float (correct, but not INT8 speed)", float_bias)
+                   "biases: ONNX Runtime may not fuse those into integer kernels and then runs "
+                   "them in float (correct, not INT8 speed); the result's census says what ran",
+                   float_bias)
 
 
 def _signed_activation_risk(model: onnx.ModelProto, cpu_flags: list[str]) -> Finding | None:

@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "ort-cpu": "harness.engines.ort_cpu:OrtCpuEngine",
     "openvino": "harness.engines.openvino:OpenVinoEngine",
     "tensorrt": "harness.engines.tensorrt:TensorRtEngine",
+    "qdq-ref": "harness.engines.qdq_ref:QdqReferenceEngine",
 }
 
 

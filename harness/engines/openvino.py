@@ -7,7 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from ..census import ExecutedOp, summarize
 from .base import Engine, EngineFailure, EngineUnavailable
+
+COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
+INT8_PRECISIONS = {"u8", "i8"}  # runtimePrecision of a layer running an integer kernel
 
 
 class OpenVinoEngine(Engine):
@@ -78,6 +82,11 @@ class OpenVinoEngine(Engine):
             ops.append({"name": node.get_friendly_name(), "type": get("layerType"),
                         "precision": get("runtimePrecision"), "original": get("originalLayersNames")})
         return ops
+
+    def census(self) -> dict[str, Any] | None:
+        ops = [ExecutedOp(o["name"], o["type"], o["precision"].lower() in INT8_PRECISIONS)
+               for o in self.runtime_ops() if o["type"] in COMPUTE_LAYERS]
+        return summarize(ops, "openvino runtime model (runtimePrecision)")
 
     def close(self) -> None:
         self.request = self.compiled = None

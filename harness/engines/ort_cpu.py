@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..census import ExecutedOp, summarize
 from .base import Engine, EngineFailure, EngineUnavailable
+
+# Integer kernels ONNX Runtime fuses Q/DQ patterns into; everything else that multiplies
+# matrices runs in float on dequantized values.
+INT8_OPS = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "QGemm",
+            "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention", "NhwcQLinearConv"}
+FLOAT_COMPUTE_OPS = {"Conv", "FusedConv", "NchwcConv", "ConvTranspose", "MatMul", "FusedMatMul",
+                     "Gemm", "FusedGemm"}
 
 # Pinned, not left to the library default, because the level decides which Q/DQ patterns
 # are fused into integer kernels and therefore the golden numbers themselves.
@@ -68,6 +77,21 @@ class OrtCpuEngine(Engine):
                 "execution_mode": "ORT_SEQUENTIAL",
             },
         }
+
+    def census(self) -> dict[str, Any] | None:
+        """Count the compute ops of the graph ONNX Runtime actually executes (its optimized
+        graph, written out by a second session with the same options)."""
+        import onnx
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory(prefix="qparity-ort-") as tmp:
+            so = self.session_options()
+            so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+            ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+            graph = onnx.load(so.optimized_model_filepath, load_external_data=False).graph
+        ops = [ExecutedOp(n.name, n.op_type, n.op_type in INT8_OPS) for n in graph.node
+               if n.op_type in INT8_OPS | FLOAT_COMPUTE_OPS]
+        return summarize(ops, f"onnxruntime optimized graph ({self.graph_opt_level})")
 
     def close(self) -> None:
         self.session = None

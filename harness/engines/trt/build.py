@@ -22,8 +22,8 @@ class ParserRefusal(Exception):
 
     def __init__(self, model: Path, messages: list[str]):
         self.model, self.messages = model, messages
-        super().__init__(f"tensorrt's ONNX parser refused {Path(model).name}: "
-                         + " | ".join(messages))
+        text = f"tensorrt's ONNX parser refused {Path(model).name}: " + " | ".join(messages)
+        super().__init__(" ".join(text.split()))  # one line: it becomes the result's reason
 
 
 class BuildError(Exception):
@@ -106,7 +106,10 @@ def parse_onnx(trt: Any, model: Path, logger: Any) -> ParsedNetwork:
         if not messages and hasattr(logger, "errors"):
             messages = logger.errors(mark)
         raise ParserRefusal(Path(model), messages or ["no error message (parse returned False)"])
-    strongly_typed = bool(network.get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    # Asked back from the network rather than assumed from the flags we passed.
+    get_flag = getattr(network, "get_flag", None)
+    strongly_typed = bool(get_flag(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+                          if get_flag else network_flags(trt) & getattr(network, "flags", 0))
     warnings = [m for s, m in getattr(logger, "records", [])[mark:] if s == "WARNING"]
     return ParsedNetwork(builder, network, parser, strongly_typed, warnings)
 
@@ -131,10 +134,13 @@ def _attach_timing_cache(config: Any, data: bytes | None) -> str:
     """Load a saved timing cache into the config. TensorRT checks that it matches this
     device/version (ignore_mismatch=False); a mismatching one is replaced by an empty one."""
     if data:
-        cache = config.create_timing_cache(data)
-        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
-            return "reused"
-        status = "rejected by TensorRT (other device or version); started empty"
+        try:
+            cache = config.create_timing_cache(data)
+            if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+                return "reused"
+            status = "rejected by TensorRT (other device or version); started empty"
+        except Exception as e:  # unreadable bytes: TensorRT may raise instead of refusing
+            status = f"unreadable ({type(e).__name__}: {e}); started empty"
     else:
         status = "new"
     cache = config.create_timing_cache(b"")

@@ -88,12 +88,17 @@ class CudaSession:
         self.tensors: list[StagedTensor] = []
         self.stream = self.start = self.end = None
         check_cuda(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
-        # A non-blocking stream does not synchronise with the legacy default stream, which
-        # TensorRT warns costs extra synchronisation and which CUDA graph capture refuses.
-        self.stream = check_cuda(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking),
-                                 "cudaStreamCreateWithFlags")
-        self.start = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
-        self.end = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
+        try:
+            # A non-blocking stream does not synchronise with the legacy default stream,
+            # which TensorRT warns costs extra synchronisation and graph capture refuses.
+            self.stream = check_cuda(
+                cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking),
+                "cudaStreamCreateWithFlags")
+            self.start = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
+            self.end = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
+        except CudaError:
+            self.close()  # the caller never gets the object, so it could not free it
+            raise
 
     @property
     def stream_handle(self) -> int:
