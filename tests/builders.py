@@ -68,3 +68,64 @@ def coco_folder(root: Path, n: int = 6, nc: int = 3, seed: int = 0) -> Path:
     (root / "annotations" / "instances_val2017.json").write_text(
         json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return root
+
+
+def yolo_like(path: Path, nc: int = 3, size: int = 320, seed: int = 0) -> Path:
+    """A two-scale YOLO-style detector with a real decode tail.
+
+    backbone: Conv-Relu (s4) -> Conv-Relu (s8) -> Conv-Relu (s16); heads: a 1x1 detection Conv
+    at s8 and at s16, each followed by Reshape -> Transpose -> Sigmoid -> Slice xy/wh/conf ->
+    Mul by pixels -> Concat, and a final Concat over scales. Tail node names start with "tail_".
+    """
+    rng = np.random.default_rng(seed)
+    c = 5 + nc
+    inits, nodes = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def conv(name, x, cin, cout, k, s, relu=True):
+        w = const(f"{name}.w", (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32))
+        b = const(f"{name}.b", (rng.standard_normal(cout) * 0.1).astype(np.float32))
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"{name}.out"], name=name,
+                                      kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4))
+        if not relu:
+            return f"{name}.out"
+        nodes.append(helper.make_node("Relu", [f"{name}.out"], [f"{name}.act"], name=f"{name}.relu"))
+        return f"{name}.act"
+
+    x = conv("b1", "images", 3, 8, 3, 4)
+    p8 = conv("b2", x, 8, 16, 3, 2)
+    p16 = conv("b3", p8, 16, 16, 3, 2)
+    outs = []
+    for tag, feat, stride in (("s8", p8, 8), ("s16", p16, 16)):
+        g = size // stride
+        h = conv(f"det_{tag}", feat, 16, c, 1, 1, relu=False)
+        t = f"tail_{tag}"
+        nodes += [
+            helper.make_node("Reshape", [h, const(f"{t}.shape", np.array([1, c, g * g], np.int64))],
+                             [f"{t}.r"], name=f"{t}_reshape"),
+            helper.make_node("Transpose", [f"{t}.r"], [f"{t}.t"], name=f"{t}_transpose", perm=[0, 2, 1]),
+            helper.make_node("Sigmoid", [f"{t}.t"], [f"{t}.s"], name=f"{t}_sigmoid"),
+            helper.make_node("Split", [f"{t}.s", const(f"{t}.split", np.array([2, 2, c - 4], np.int64))],
+                             [f"{t}.xy", f"{t}.wh", f"{t}.conf"], name=f"{t}_split", axis=2),
+            helper.make_node("Mul", [f"{t}.xy", const(f"{t}.k", np.float32(size))], [f"{t}.xyp"],
+                             name=f"{t}_xy"),
+            helper.make_node("Mul", [f"{t}.wh", const(f"{t}.k2", np.float32(size / 4))], [f"{t}.whp"],
+                             name=f"{t}_wh"),
+            helper.make_node("Concat", [f"{t}.xyp", f"{t}.whp", f"{t}.conf"], [f"{t}.out"],
+                             name=f"{t}_concat", axis=2),
+        ]
+        outs.append(f"{t}.out")
+    nodes.append(helper.make_node("Concat", outs, ["output"], name="tail_final_concat", axis=1))
+    n = sum((size // s) ** 2 for s in (8, 16))
+    graph = helper.make_graph(
+        nodes, "yolo_like",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, n, c])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
