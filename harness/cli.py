@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -16,6 +17,8 @@ from .errors import QParityError
 from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
+# Modules that own a group of commands and expose register(subparsers).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def default_threads() -> int:
@@ -258,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("engines", help="list engines and whether they can run here")
     p.set_defaults(func=cmd_engines)
+    for module in COMMAND_MODULES:  # each adds its sub-commands; heavy imports stay lazy
+        importlib.import_module(module).register(sub)
     return ap
 
 
