@@ -370,7 +370,7 @@ class FakeTrt:
     def nptype(dt):
         table = {FakeTrt.DataType.FLOAT: np.float32, FakeTrt.DataType.HALF: np.float16}
         if dt not in table:
-            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {dt}")
+            raise TypeError(f"no numpy equivalent for {dt}")
         return table[dt]
 
 
@@ -660,9 +660,10 @@ class FakeLogger:
         return []
 
 
-def fake_engine(cudart, runtime=RuntimeSettings(), out_shape=(1, 6, 7)):
+def fake_engine(cudart, runtime=None, out_shape=(1, 6, 7)):
     eng = TensorRtEngine()
-    eng.trt, eng.cudart, eng.logger, eng.run_settings = FakeTrt, cudart, FakeLogger(), runtime
+    eng.trt, eng.cudart, eng.logger = FakeTrt, cudart, FakeLogger()
+    eng.run_settings = runtime or RuntimeSettings()
     eng.session = CudaSession(cudart, 0)
     eng.engine = FakeCudaEngine(
         [("images", M.INPUT, (1, 3, 4, 4), D.FLOAT, L.DEVICE),
@@ -833,10 +834,11 @@ TRT10_JSON = {"Layers": [
 def test_census_trt10_format():
     c = census_from_inspector(json.dumps(TRT10_JSON))
     assert c["source"] == "tensorrt engine inspector"
-    assert (c["compute_ops"], c["int8_compute_ops"]) == (3, 2)
-    assert c["float_compute_ops"] == ["head_conv"]
+    assert (c["compute_ops"], c["int8_compute_ops"], c["float_compute_ops"]) == (3, 2, 1)
+    assert c["float_ops"] == ["head_conv"]
+    assert c["by_type"] == {"Convolution/float": 1, "Convolution/int8": 2}
     assert c["opaque_layers"] == ["{ForeignNode[/model.77/Concat...]}"]
-    assert c["layers"] == 6
+    assert c["engine_layers"] == 6
 
 
 def test_census_trt11_format():
@@ -847,7 +849,7 @@ def test_census_trt11_format():
             "I/O Tensors": [{"Name": "images", "IOMode": "Input", "DataType": "Float"}]}
     c = census_from_inspector(data)
     assert (c["compute_ops"], c["int8_compute_ops"]) == (3, 1)
-    assert c["float_compute_ops"] == ["c1", "mm"]
+    assert c["float_ops"] == ["c1", "mm"]
 
 
 def test_census_needs_detailed_verbosity():

@@ -12,13 +12,17 @@ What this proves:
   OnnxParser.parse_from_file, the parser's error objects, create_builder_config,
   builder_optimization_level, profiling_verbosity, set_memory_pool_limit, the timing-cache
   calls, build_serialized_network, an ILogger subclass).
-- NVIDIA's ONNX importer accepts the `portable` Q/DQ pattern (int8 activations, zero point
-  0; per-channel int8 weights on axis 0; float bias) in a strongly typed network, with the
+- NVIDIA's ONNX importer accepts what `qparity ptq --recipe portable` writes (int8
+  activations with zero point 0, per-channel int8 weights on axis 0, float biases, float
+  decode tail; here on a small two-scale detector) in a strongly typed network, with every
   Quantize layer producing INT8 tensors, and the RTX builder turns it into a plan.
-- The same importer refuses the `spec-v1` patterns (uint8 activations with zero point 128;
-  int32 bias through DequantizeLinear), and the refusal reaches the user as the parser's
-  own words, which is what `load()` puts into the `error` reason.
-- A stale cache entry is rebuilt (by a real builder) and never handed to deserialize.
+- The same importer refuses `ptq --recipe spec-v1` output with the message SPEC.md records
+  (int32 bias DequantizeLinear), and, in isolation, uint8 activations with zero point 128;
+  the refusal reaches the user as the parser's own words plus check-model's verdict.
+- load() orchestration (probe -> options -> device facts -> cache -> build -> bind -> run ->
+  describe -> census -> close), with the RTX builder doing the real parse and build and
+  fakes standing in for the runtime and cuda-python; a stale cache entry is rebuilt and
+  never handed to deserialize.
 
 What it does NOT prove about TensorRT proper:
 - TensorRT-RTX is a different product (libtensorrt_rtx, not libnvinfer) with its own
@@ -27,12 +31,12 @@ What it does NOT prove about TensorRT proper:
   with a given TensorRT 10/11. Whether TensorRT proper builds the real model, which kernels
   (int8 or not) it picks, and what numbers they compute is only known on a GPU.
 - Nothing here deserializes or executes an engine: without a driver, RTX's deserialize
-  returns None (CUDA "driver version is insufficient"). The CUDA memory, timing, CUDA
-  graph, inspector census and NVML paths are not exercised by this file.
+  returns None (CUDA "driver version is insufficient"). Real CUDA memory, timing, CUDA
+  graphs, the inspector's JSON and NVML are not exercised by this file.
 
-The model: `portable_model` is the one switch point. Today it is a one-Conv stand-in built
-here; set QPARITY_PORTABLE_MODEL to the file `qparity ptq` writes (recipe `portable`) to run
-the same checks on the real model.
+The model: `portable_model` is the one switch point for the accept/build checks. By default
+it is `qparity ptq`'s portable output of tests/builders.yolo_like; set
+QPARITY_PORTABLE_MODEL=/path/to/model-int8.onnx to run the same checks on the real model.
 """
 
 from __future__ import annotations
@@ -112,13 +116,44 @@ def qdq_conv_model(path: Path, activations: str = "int8", bias: str = "float") -
     return path
 
 
+@pytest.fixture(scope="module")
+def ptq_models(tmp_path_factory) -> dict[str, Path]:
+    """`qparity ptq`'s two recipes applied to tests/builders.yolo_like (a two-scale detector
+    with a real decode tail), calibrated on 20 synthetic images: the pipeline's real output,
+    on a small model."""
+    from builders import coco_folder, yolo_like
+
+    from harness.lists import read_list, write_lists
+    from harness.ptq import quantize
+
+    root = tmp_path_factory.mktemp("trt-ptq")
+    data = coco_folder(root / "coco", n=20)
+    calib = read_list(write_lists(data, root / "lists")["calib"], data)
+    fp32 = yolo_like(root / "fp32.onnx")
+    out = {}
+    for recipe in ("portable", "spec-v1"):
+        out[recipe] = root / recipe / "model-int8.onnx"
+        quantize(fp32, calib, out[recipe], recipe=recipe)
+    return out
+
+
 @pytest.fixture
-def portable_model(tmp_path) -> Path:
-    """THE model the accept/build checks run on. Switch to the real `qparity ptq` output
-    (recipe portable) with QPARITY_PORTABLE_MODEL=/path/to/model-int8.onnx."""
+def portable_model(ptq_models) -> Path:
+    """THE model the accept/build checks run on: `qparity ptq --recipe portable` output of the
+    small detector. QPARITY_PORTABLE_MODEL=/path/to/model-int8.onnx switches to another file
+    (the real YOLOv7-tiny one) without editing the tests."""
     real = os.environ.get("QPARITY_PORTABLE_MODEL")
-    if real:
-        return Path(real)
+    return Path(real) if real else ptq_models["portable"]
+
+
+@pytest.fixture
+def spec_v1_model(ptq_models) -> Path:
+    return ptq_models["spec-v1"]
+
+
+@pytest.fixture
+def standin_model(tmp_path) -> Path:
+    """One QDQ Conv with the portable pattern and known I/O ([1,3,32,32] -> [1,1024,8])."""
     return qdq_conv_model(tmp_path / "portable-standin.onnx")
 
 
@@ -138,17 +173,23 @@ def layers(network):
     return [network.get_layer(i) for i in range(network.num_layers)]
 
 
-def test_portable_model_parses_in_a_strongly_typed_network(portable_model):
-    parsed = parse_onnx(trt, portable_model, make_logger(trt))
+def assert_strongly_typed_qdq(parsed) -> None:
     assert parsed.strongly_typed
     kinds = [ly.type for ly in layers(parsed.network)]
     assert trt.LayerType.QUANTIZE in kinds and trt.LayerType.DEQUANTIZE in kinds
     assert trt.LayerType.CONVOLUTION in kinds
     # In a strongly typed network the types come from the graph: the Q node makes int8.
-    for ly in layers(parsed.network):
-        if ly.type == trt.LayerType.QUANTIZE:
-            assert ly.get_output(0).dtype == trt.DataType.INT8
+    quantized = [ly for ly in layers(parsed.network) if ly.type == trt.LayerType.QUANTIZE]
+    assert quantized and all(ly.get_output(0).dtype == trt.DataType.INT8 for ly in quantized)
     assert parsed.network.get_input(0).dtype == trt.DataType.FLOAT
+
+
+def test_standin_parses_in_a_strongly_typed_network(standin_model):
+    assert_strongly_typed_qdq(parse_onnx(trt, standin_model, make_logger(trt)))
+
+
+def test_portable_model_parses_in_a_strongly_typed_network(portable_model):
+    assert_strongly_typed_qdq(parse_onnx(trt, portable_model, make_logger(trt)))
 
 
 def test_portable_model_builds(portable_model):
@@ -157,6 +198,14 @@ def test_portable_model_builds(portable_model):
     result = build_plan(trt, parsed, BuildSettings(workspace_mb=256), logger)
     assert len(result.plan) > 1000
     assert result.timing_cache_status == "new"
+
+
+def test_spec_v1_model_is_refused(spec_v1_model):
+    """ONNX Runtime's spec-v1 output: the first thing the parser trips on is the int32 bias
+    DequantizeLinear (the SPEC's recorded message); uint8 activations are refused too, below."""
+    with pytest.raises(ParserRefusal) as e:
+        parse_onnx(trt, spec_v1_model, make_logger(trt))
+    assert "DequantizeLinear" in str(e.value) and "Int32" in str(e.value)
 
 
 def test_uint8_activations_are_refused_with_the_parsers_words(uint8_activation_model):
@@ -205,15 +254,15 @@ def engine_for_cache_test(cache_dir: Path) -> TensorRtEngine:
     return eng
 
 
-def test_stale_cache_entry_is_rebuilt_not_loaded(portable_model, tmp_path):
+def test_stale_cache_entry_is_rebuilt_not_loaded(standin_model, tmp_path):
     eng = engine_for_cache_test(tmp_path)
-    fields = eng._cache_fields(trt, portable_model)
-    assert fields.model_sha256 == sha256_file(portable_model)
-    cache = PlanCache(tmp_path, portable_model.name)
+    fields = eng._cache_fields(trt, standin_model)
+    assert fields.model_sha256 == sha256_file(standin_model)
+    cache = PlanCache(tmp_path, standin_model.name)
     plan_path = cache.store(fields, b"FOREIGN PLAN")
     plan_path.write_bytes(b"FOREIGN PLAN, TAMPERED")  # sidecar's sha256 no longer matches
 
-    eng._engine_from_cache_or_build(trt, portable_model)
+    eng._engine_from_cache_or_build(trt, standin_model)
     assert eng.cache.status == "stale" and "sha256" in eng.cache.reason
     assert b"FOREIGN" not in b"".join(eng.runtime.deserialized)
     built = eng.runtime.deserialized[-1]
@@ -222,26 +271,26 @@ def test_stale_cache_entry_is_rebuilt_not_loaded(portable_model, tmp_path):
 
     # Next load: a hit, nothing built, the cached bytes are what gets deserialized.
     again = engine_for_cache_test(tmp_path)
-    again._engine_from_cache_or_build(trt, portable_model)
+    again._engine_from_cache_or_build(trt, standin_model)
     assert again.cache.status == "hit" and again.build_info == {}
     assert again.runtime.deserialized == [built]
 
 
-def test_other_gpu_gets_its_own_entry(portable_model, tmp_path):
+def test_other_gpu_gets_its_own_entry(standin_model, tmp_path):
     eng = engine_for_cache_test(tmp_path)
-    eng._engine_from_cache_or_build(trt, portable_model)
+    eng._engine_from_cache_or_build(trt, standin_model)
     other = engine_for_cache_test(tmp_path)
     other.identity = DeviceIdentity(0, "NVIDIA Other GPU", "9.0", 80 << 30, None, "12.4", "12.4")
-    other._engine_from_cache_or_build(trt, portable_model)
+    other._engine_from_cache_or_build(trt, standin_model)
     assert other.cache.status == "miss" and "gpu_name" in other.cache.reason
     assert len(list((tmp_path / "tensorrt").glob("*.plan"))) == 2
 
 
-def test_fields_record_the_builder_settings(portable_model, tmp_path):
+def test_fields_record_the_builder_settings(standin_model, tmp_path):
     eng = engine_for_cache_test(tmp_path)
     eng.build_settings = BuildSettings(optimization_level=5)
-    assert isinstance(eng._cache_fields(trt, portable_model), CacheKeyFields)
-    assert eng._cache_fields(trt, portable_model).builder_settings["optimization_level"] == 5
+    assert isinstance(eng._cache_fields(trt, standin_model), CacheKeyFields)
+    assert eng._cache_fields(trt, standin_model).builder_settings["optimization_level"] == 5
 
 
 DESERIALIZE_SCRIPT = """
@@ -257,10 +306,10 @@ print("engine" if engine is not None else "none:" + " | ".join(logger.errors()))
 """
 
 
-def test_rtx_cannot_deserialize_without_a_gpu(portable_model):
+def test_rtx_cannot_deserialize_without_a_gpu(standin_model):
     """Documents the limit of this file: the plan exists, but no engine can be made here.
     In a child process, since a runtime without a GPU is exactly what may crash."""
-    out = subprocess.run([sys.executable, "-c", DESERIALIZE_SCRIPT, str(portable_model)],
+    out = subprocess.run([sys.executable, "-c", DESERIALIZE_SCRIPT, str(standin_model)],
                          cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, timeout=300)
     if out.stdout.startswith("engine"):
@@ -329,9 +378,9 @@ def fake_gpu(monkeypatch):
     return SimpleNamespace(cudart=cudart, trt=fake_trt)
 
 
-def test_load_run_describe_census_close(fake_gpu, portable_model, tmp_path):
+def test_load_run_describe_census_close(fake_gpu, standin_model, tmp_path):
     eng = TensorRtEngine(EngineConfig(cache_dir=tmp_path))
-    eng.load(portable_model)
+    eng.load(standin_model)
     assert eng.cache.status == "miss" and eng.build_info["network_strongly_typed"]
     assert len(fake_gpu.trt.plans) == 1 and len(fake_gpu.trt.plans[0]) > 1000
     x = np.random.default_rng(0).random(IN_SHAPE, dtype=np.float32)
@@ -347,20 +396,20 @@ def test_load_run_describe_census_close(fake_gpu, portable_model, tmp_path):
     assert fake_gpu.cudart.dev == {} and fake_gpu.cudart.host == {}
 
     again = TensorRtEngine(EngineConfig(cache_dir=tmp_path))
-    again.load(portable_model)
+    again.load(standin_model)
     assert again.cache.status == "hit" and again.build_info == {}
     assert fake_gpu.trt.plans[1] == fake_gpu.trt.plans[0]
     again.close()
 
 
-def test_load_rebuilds_when_tensorrt_refuses_the_cached_plan(fake_gpu, portable_model, tmp_path):
+def test_load_rebuilds_when_tensorrt_refuses_the_cached_plan(fake_gpu, standin_model, tmp_path):
     first = TensorRtEngine(EngineConfig(cache_dir=tmp_path))
-    first.load(portable_model)
+    first.load(standin_model)
     first.close()
     fake_gpu.trt.refuse_plans = True  # e.g. the plan no longer matches the installed TensorRT
     eng = TensorRtEngine(EngineConfig(cache_dir=tmp_path))
     with pytest.raises(EngineFailure, match="freshly built plan did not deserialize"):
-        eng.load(portable_model)
+        eng.load(standin_model)
     assert eng.cache.status == "stale" and "could not deserialize" in eng.cache.reason
     assert len(fake_gpu.trt.plans) == 3  # cached one refused, rebuilt one tried
     assert fake_gpu.cudart.dev == {} and fake_gpu.cudart.host == {}  # load cleaned up
@@ -370,21 +419,23 @@ def test_load_turns_a_parser_refusal_into_an_engine_error(fake_gpu, uint8_activa
                                                           tmp_path):
     eng = TensorRtEngine(EngineConfig(cache_dir=tmp_path))
     with pytest.raises(EngineFailure, match="ONNX parser refused uint8-act.onnx: node 0 "
-                                            r"\(QuantizeLinear 'x_quant'\)"):
+                                            r"\(QuantizeLinear 'x_quant'\)") as e:
         eng.load(uint8_activation_model)
+    # the preflight's verdict stands beside the parser's words
+    assert "|| check-model: " in str(e.value) and "uint8 (asymmetric)" in str(e.value)
     assert fake_gpu.trt.plans == []  # nothing built, nothing cached
     assert not list((tmp_path / "tensorrt").glob("*.plan"))
 
 
-def test_load_rejects_unknown_options(fake_gpu, portable_model):
+def test_load_rejects_unknown_options(fake_gpu, standin_model):
     eng = TensorRtEngine(EngineConfig(options={"cudagraph": "1"}))
     with pytest.raises(EngineFailure, match="unknown tensorrt option"):
-        eng.load(portable_model)
+        eng.load(standin_model)
 
 
-def test_load_with_cuda_graph_option(fake_gpu, portable_model):
+def test_load_with_cuda_graph_option(fake_gpu, standin_model):
     eng = TensorRtEngine(EngineConfig(options={"cuda_graph": "1"}))  # no cache dir: disabled
-    eng.load(portable_model)
+    eng.load(standin_model)
     x = np.random.default_rng(1).random(IN_SHAPE, dtype=np.float32)
     np.testing.assert_array_equal(eng.run(x), expected(x, tuple(OUT_SHAPE)))
     assert fake_gpu.cudart.graph_launches == 1

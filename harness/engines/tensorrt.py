@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Engine, EngineFailure, EngineUnavailable
+from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .trt.build import BuildError, ParserRefusal, build_plan, make_logger, parse_onnx
 from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile, sha256_file
 from .trt.census import CensusUnavailable, census_from_inspector
@@ -33,6 +33,21 @@ from .trt.gputime import GpuTimes
 from .trt.io_plan import IoPlan, IoPlanError, plan_io, specs_from_engine
 from .trt.settings import BuildSettings, OptionError, RuntimeSettings, parse_options
 from .trt.status import collect_facts, unavailable_reason
+
+
+def check_model_verdict(model: Path) -> str:
+    """`qparity check-model`'s verdict for TensorRT, to stand beside the parser's refusal:
+    the parser says what failed, the preflight says which recipe rule the file breaks."""
+    try:
+        from ..preflight import check_model
+        from ..protocol import locked_protocol
+
+        verdict = check_model(model, locked_protocol().size)["engines"]["tensorrt"]
+    except Exception as e:  # the refusal itself is the result; the preflight is extra
+        return f"check-model could not run: {type(e).__name__}: {e}"
+    if verdict["accepts"]:
+        return "check-model expected tensorrt to accept this file (a parser limit it does not know)"
+    return "check-model: " + "; ".join(verdict["reasons"])
 
 
 def _protocol_runs() -> int:
@@ -46,7 +61,7 @@ class TensorRtEngine(Engine):
     name = "tensorrt"
     timed = "host latency: H2D copy + execute_async_v3 + D2H copy + stream synchronize"
 
-    def __init__(self, config=None):
+    def __init__(self, config: EngineConfig | None = None):
         super().__init__(config)
         self.trt: Any = None
         self.cudart: Any = None
@@ -97,12 +112,12 @@ class TensorRtEngine(Engine):
             self.runtime = trt.Runtime(self.logger)
             self.engine = self._engine_from_cache_or_build(trt, model)
             self._bind()
-        except (CudaError, IoPlanError, BuildError) as e:
+        except (CudaError, IoPlanError, BuildError, OSError) as e:  # OSError: model or cache I/O
             self.close()
             raise EngineFailure(f"tensorrt: {e}") from e
         except ParserRefusal as e:
             self.close()
-            raise EngineFailure(str(e)) from e
+            raise EngineFailure(f"{e} || {check_model_verdict(model)}") from e
         except BaseException:
             self.close()
             raise

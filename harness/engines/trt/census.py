@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from ...census import ExecutedOp, summarize
+
 SOURCE = "tensorrt engine inspector"
 COMPUTE_PARAMETER_TYPES = {"Convolution", "Deconvolution", "MatrixMultiply", "FullyConnected",
                            "Gemm"}
@@ -48,7 +50,22 @@ def is_opaque_layer(layer: dict[str, Any]) -> bool:
             or "ForeignNode" in str(layer.get("Name", "")))
 
 
+def executed_ops(layers: list[dict[str, Any]]) -> list[ExecutedOp]:
+    """The compute layers TensorRT runs, each marked int8 when its first input is int8."""
+    ops = []
+    for layer in layers:
+        if is_opaque_layer(layer) or not is_compute_layer(layer):
+            continue
+        inputs = layer.get("Inputs") or []
+        precision = tensor_precision(inputs[0]) if inputs else "unknown"
+        op_type = str(layer.get("ParameterType") or layer.get("LayerType") or "?")
+        ops.append(ExecutedOp(str(layer.get("Name", "?")), op_type, precision == "int8"))
+    return ops
+
+
 def census_from_inspector(info: str | dict[str, Any]) -> dict[str, Any]:
+    """The shared census summary (harness.census) plus what only TensorRT reports: the
+    opaque Myelin layers, whose contents cannot be counted."""
     data = json.loads(info) if isinstance(info, str) else info
     layers = data.get("Layers") if isinstance(data, dict) else None
     if not isinstance(layers, list):
@@ -56,29 +73,7 @@ def census_from_inspector(info: str | dict[str, Any]) -> dict[str, Any]:
     if layers and not isinstance(layers[0], dict):
         raise CensusUnavailable("inspector gave layer names only: the engine was not built "
                                 "with ProfilingVerbosity.DETAILED")
-    compute, int8, other = 0, 0, []
-    opaque = []
-    for layer in layers:
-        name = str(layer.get("Name", "?"))
-        if is_opaque_layer(layer):
-            opaque.append(name)
-            continue
-        if not is_compute_layer(layer):
-            continue
-        compute += 1
-        inputs = layer.get("Inputs") or []
-        precision = tensor_precision(inputs[0]) if inputs else "unknown"
-        if precision == "int8":
-            int8 += 1
-        else:
-            other.append({"name": name, "precision": precision})
-    return {
-        "source": SOURCE,
-        "compute_ops": compute,
-        "int8_compute_ops": int8,
-        "float_compute_ops": [o["name"] for o in other if o["precision"] in
-                              ("fp32", "fp16", "bf16")],
-        "non_int8_compute_ops": other,
-        "opaque_layers": opaque,  # Myelin subgraphs: their precisions are not visible
-        "layers": len(layers),
-    }
+    census = summarize(executed_ops(layers), SOURCE)
+    census["opaque_layers"] = [str(ly.get("Name", "?")) for ly in layers if is_opaque_layer(ly)]
+    census["engine_layers"] = len(layers)
+    return census

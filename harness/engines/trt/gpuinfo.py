@@ -67,8 +67,9 @@ def nvml_snapshot(nvml: Any, pci_bus_id: str | None) -> dict[str, Any]:
             return {"nvml": "unavailable: no PCI bus id to find the device"}
         mhz = lambda kind: _read(lambda: nvml.nvmlDeviceGetClockInfo(h, kind))  # noqa: E731
         max_mhz = lambda kind: _read(lambda: nvml.nvmlDeviceGetMaxClockInfo(h, kind))  # noqa: E731
-        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            getattr(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        # renamed in newer NVML; a missing one is recorded by _read, not raised
+        reasons = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                   or getattr(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
         return {
             "name": _read(lambda: nvml.nvmlDeviceGetName(h)),
             "driver_version": _read(nvml.nvmlSystemGetDriverVersion),
