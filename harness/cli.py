@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         res = run_isolated(req)
         if res["status"] != "ok":
             err_console.print(f"[red]{req.engine}: {res['status']}: {res['reason']}[/]", highlight=False)
-    return cmd_collect(argparse.Namespace(out=args.out))
+    return cmd_collect(argparse.Namespace(out=args.out, expect=",".join(engines)))
 
 
 def cmd_run_engine(args: argparse.Namespace) -> int:
@@ -125,7 +125,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .collector import collect
     from .report import print_report
 
-    report = collect(Path(args.out))
+    expect = [e.strip() for e in args.expect.split(",") if e.strip()] if args.expect else None
+    report = collect(Path(args.out), expect=expect)
     print_report(report)
     Console(stderr=True).print(f"report: {Path(args.out) / 'eval_report.json'}")
     return report["exit_code"]
@@ -221,6 +222,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="merge the results in a folder, gate, write eval_report.json")
     p.add_argument("out")
+    p.add_argument("--expect", help="comma-separated engines that must have results; others are "
+                                    "ignored (files left by an earlier run)")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("lists", help="val.txt, calib.txt and sha256 manifests for a COCO folder")

@@ -140,13 +140,23 @@ def verdict(entries: dict[str, dict[str, Any]]) -> tuple[str, int]:
     return "pass", EXIT_PASS
 
 
-def collect(out: Path, protocol: Protocol | None = None) -> dict[str, Any]:
-    """Build and write `<out>/eval_report.json` from the result files in `out`."""
+def collect(out: Path, protocol: Protocol | None = None,
+            expect: list[str] | None = None) -> dict[str, Any]:
+    """Build and write `<out>/eval_report.json` from the result files in `out`.
+
+    With `expect`, only those engines are judged (a file left by an earlier run with other
+    engines is ignored) and an expected engine without a result file is an error.
+    """
     out = Path(out)
     results = load_results(out)
-    golden_name = results[next(iter(results))]["protocol"].get("golden") if protocol is None \
-        else protocol.golden
-    golden_name = golden_name or locked_protocol().golden
+    if expect is not None:
+        results = {n: r for n, r in results.items() if n in expect}
+        for name in expect:
+            if name not in results:
+                results[name] = {"schema": RESULT_SCHEMA, "engine": name, "status": "error",
+                                 "reason": f"no result file {name}.json in {out}"}
+    recorded = next((r["protocol"] for r in results.values() if r.get("protocol")), {})
+    golden_name = (protocol.golden if protocol else recorded.get("golden")) or locked_protocol().golden
     golden = results.get(golden_name)
     ref = golden if golden and golden.get("status") == "ok" else next(
         (r for r in results.values() if r.get("status") == "ok"), golden or {})

@@ -79,3 +79,12 @@ def test_unavailable_engine_does_not_hide_others(tmp_path):
 def test_collect_empty_folder(tmp_path):
     with pytest.raises(QParityError, match="no engine result files"):
         collect(tmp_path)
+
+
+def test_expect_ignores_stale_files_and_flags_missing(tmp_path):
+    write(tmp_path, result("ort-cpu", 33.0), result("openvino", 30.0))  # openvino: stale, failing
+    rep = collect(tmp_path, expect=["ort-cpu"])
+    assert set(rep["engines"]) == {"ort-cpu"} and rep["verdict"] == "pass"
+    rep = collect(tmp_path, expect=["ort-cpu", "tensorrt"])
+    assert rep["engines"]["tensorrt"]["status"] == "error"
+    assert "no result file tensorrt.json" in rep["engines"]["tensorrt"]["reason"]

@@ -224,7 +224,8 @@ class TensorRtEngine(Engine):
         nvml = import_nvml()
         after = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml and self.identity
                  else {"nvml": "unavailable"})
-        gpu_compute = self.gpu_times.summary(_protocol_runs())
+        # The runner may set `timed_runs` (its --runs); else the locked protocol's count.
+        gpu_compute = self.gpu_times.summary(getattr(self, "timed_runs", None) or _protocol_runs())
         return {
             "library": "tensorrt",
             "version": str(getattr(trt, "__version__", "unknown")),
