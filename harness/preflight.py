@@ -61,28 +61,19 @@ def _qdq_findings(model: onnx.ModelProto) -> list[Finding]:
                 per_channel_act.append(n.name)
             elif axis != 0:
                 bad_axis.append(n.name)
-    out = []
-    if uint8:
-        out.append(Finding("uint8-activations", "refuse", ["tensorrt"],
-                           f"{len(uint8)} activation Q/DQ node(s) use uint8 (asymmetric) "
-                           "activations; TensorRT supports only int8 with zero point 0", uint8))
-    if nonzero:
-        out.append(Finding("nonzero-zero-point", "refuse", ["tensorrt"],
-                           f"{len(nonzero)} Q/DQ node(s) have a non-zero zero point; TensorRT "
-                           "rejects any non-zero zero point", nonzero))
-    if int32_bias:
-        out.append(Finding("int32-bias", "refuse", ["tensorrt"],
-                           f"{len(int32_bias)} DequantizeLinear node(s) dequantize int32 biases; "
-                           "TensorRT's parser needs int8 inputs to DequantizeLinear", int32_bias))
-    if per_channel_act:
-        out.append(Finding("per-channel-activation", "refuse", ["tensorrt"],
-                           f"{len(per_channel_act)} activation Q/DQ node(s) are per-channel; "
-                           "TensorRT takes per-tensor activations only", per_channel_act))
-    if bad_axis:
-        out.append(Finding("weight-axis", "refuse", ["tensorrt"],
-                           f"{len(bad_axis)} per-channel weight scale(s) on an axis other than 0",
-                           bad_axis))
-    return out
+    checks = (
+        ("uint8-activations", uint8, "activation Q/DQ node(s) use uint8 (asymmetric) activations; "
+         "TensorRT supports only int8 with zero point 0"),
+        ("nonzero-zero-point", nonzero, "Q/DQ node(s) have a non-zero zero point; TensorRT "
+         "rejects any non-zero zero point"),
+        ("int32-bias", int32_bias, "DequantizeLinear node(s) dequantize int32 biases; TensorRT's "
+         "parser needs int8 inputs to DequantizeLinear"),
+        ("per-channel-activation", per_channel_act, "activation Q/DQ node(s) are per-channel; "
+         "TensorRT takes per-tensor activations only"),
+        ("weight-axis", bad_axis, "per-channel weight scale(s) on an axis other than 0"),
+    )
+    return [Finding(code, "refuse", ["tensorrt"], f"{len(nodes)} {text}", nodes)
+            for code, nodes, text in checks if nodes]
 
 
 def _float_bias_convs(model: onnx.ModelProto) -> Finding | None:
