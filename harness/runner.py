@@ -127,6 +127,10 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         np.savez_compressed(dpath, detections=out.detections)
         res["detections_file"] = str(dpath.relative_to(req.out))
         res["metrics"] = evaluate(data.coco_json, out.detections, data.image_ids)
+        # Checkpoint: if the engine dies in native code while being timed, its accuracy survives.
+        write_json_atomic(result_path(req.out, req.engine),
+                          {**res, "partial": True, "reason": "engine process ended during the "
+                                                            "latency measurement"})
         lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
         lat["first_inference_ms"] = out.first_inference_ms
         lat["timed"] = cls.timed
@@ -167,7 +171,11 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"]
     code = subprocess.run(cmd).returncode
     if path.is_file():
-        return json.loads(path.read_text())
+        res = json.loads(path.read_text())
+        if res.get("partial"):  # the checkpoint of a child that died before finishing
+            res["reason"] += f" ({req.engine} process {describe_exit(code)})"
+            write_json_atomic(path, res)
+        return res
     res = new_result(req.engine, req.protocol)
     res["reason"] = f"{req.engine} engine process {describe_exit(code)} before writing a result"
     write_json_atomic(path, res)

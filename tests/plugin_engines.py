@@ -31,3 +31,15 @@ class WrongOutputEngine(OrtCpuEngine):
 
     def run(self, x):
         return super().run(x)[:, :, :4]
+
+
+class DiesWhileTimedEngine(OrtCpuEngine):
+    """Evaluates fine, then dies in the latency loop."""
+
+    name = "dieslate"
+
+    def run(self, x):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls > 15:  # past the evaluation of the test data set (10 images)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return super().run(x)

@@ -11,7 +11,7 @@ from builders import coco_folder, tiny_detector
 
 TESTS = Path(__file__).parent
 PLUGINS = ("segfault=plugin_engines:SegfaultEngine,notinstalled=plugin_engines:NotInstalledEngine,"
-           "wrongoutput=plugin_engines:WrongOutputEngine")
+           "wrongoutput=plugin_engines:WrongOutputEngine,dieslate=plugin_engines:DiesWhileTimedEngine")
 
 
 def qparity(*args, cwd=None):
@@ -145,3 +145,13 @@ def test_engine_with_wrong_output_shape(assets, tmp_path):
 
 def test_unknown_engine(assets, tmp_path):
     assert "unknown engine 'nope'" in one_line_error(run(assets, tmp_path, "nope"))
+
+
+def test_engine_dying_while_timed_keeps_its_accuracy(assets, tmp_path):
+    p = run(assets, tmp_path, "ort-cpu,dieslate")
+    assert p.returncode == 2
+    rep = json.loads((tmp_path / "eval_report.json").read_text())
+    e = rep["engines"]["dieslate"]
+    assert e["status"] == "error" and "during the latency measurement" in e["reason"]
+    assert "SIGSEGV" in e["reason"]
+    assert e["metrics"]["map50_95"] == rep["engines"]["ort-cpu"]["metrics"]["map50_95"]
