@@ -1,0 +1,470 @@
+"""`qparity nightly`: one verdict over the results of every platform, then the history append.
+
+Input: one results folder per platform (what `docker compose --profile <p> up` leaves, downloaded
+from the platform jobs' artifacts), optionally with a `platform.json` the job wrote beside the
+results (platform name, runner, compose exit status, the engines its profile runs).
+
+Per platform the folder is re-collected with this collector (a copy of its result files under
+`<out>/platforms/<name>/`), so every platform is judged by the same code: each engine against
+the golden engine of its own platform. Then across platforms: every platform must have measured
+the same model file, data and protocol as the reference platform, and its golden engine must
+agree with the reference platform's golden engine within the tolerance; a golden engine that
+moves with the hardware (ORT's int8 kernels differ across CPU generations) is a `golden-drift`
+finding, reported apart from engine failures. An expected platform without results is
+`missing`, never a pass.
+
+Exit status as the collector's: 0 pass, 1 fail (an engine outside the gate, a golden drift),
+2 error (a platform missing or unusable, an engine that did not run, no reference to judge by).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME, collect,
+                        load_results, map_delta)
+from .errors import QParityError
+from .protocol import locked_protocol
+from .runner import RESULT_SCHEMA, write_json_atomic
+
+NIGHTLY_REPORT = "nightly_report.json"
+NIGHTLY_SUMMARY = "nightly_summary.md"
+PLATFORM_META = "platform.json"
+NIGHTLY_SCHEMA = 1
+SEVERITY = {"error": 2, "fail": 1, "note": 0}
+# Where a platform must agree with the reference platform before its golden can be compared.
+SAME_ACROSS_PLATFORMS = (("model-mismatch", "model", "sha256", "model file"),
+                         ("data-mismatch", "data", "image_list_sha256", "image list"),
+                         ("data-mismatch", "data", "annotations_sha256", "annotation file"))
+CELL_STYLE = {"pass": "bold green", "reference": "cyan", "fail": "bold red", "error": "bold red",
+              "unavailable": "yellow", "missing": "bold red", "not run": "dim"}
+
+
+@dataclass
+class Finding:
+    kind: str        # missing, error, model-mismatch, data-mismatch, protocol-mismatch,
+    #                  engine-fail, engine-error, golden-drift, no-reference, reference-drift
+    severity: str    # error | fail | note
+    platform: str
+    engine: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    f = folder / PLATFORM_META
+    if not f.is_file():
+        return None
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {"unreadable": str(e)}
+    return meta if isinstance(meta, dict) else {"unreadable": "not a JSON object"}
+
+
+def platform_folders(specs: list[str]) -> dict[str, Path]:
+    """`NAME=DIR` or `DIR` (the name then comes from its platform.json, else the folder name)."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep:
+            folder = spec
+            meta = read_meta(Path(folder)) if Path(folder).is_dir() else None
+            name = (meta or {}).get("platform") or Path(folder).name
+        if not name or name in out:
+            raise QParityError(f"platform name {name!r} is empty or given twice", Path(folder))
+        out[name] = Path(folder)
+    return out
+
+
+def _result_files(folder: Path) -> list[Path]:
+    files = []
+    for f in sorted(folder.glob("*.json")):
+        if f.name in (REPORT_NAME, PLATFORM_META) or f.name.startswith("."):
+            continue
+        files.append(f)
+    return files
+
+
+def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, Any]:
+    """Re-collect one platform into `work`; its status is ok, missing or error."""
+    entry: dict[str, Any] = {"status": "missing", "reason": "", "folder": str(folder) if folder else None,
+                             "meta": None, "report": None, "results": {}}
+    if folder is None or not folder.is_dir():
+        entry["reason"] = ("no results for this platform (its runner offline, its job not run, "
+                           "or its artifact not uploaded)")
+        return entry
+    meta = entry["meta"] = read_meta(folder)
+    files = _result_files(folder)
+    if not any(_is_result(f) for f in files):
+        why = "no engine result files: the platform job did not get as far as running an engine"
+        if meta:
+            code = meta.get("compose_exit")
+            why += (f" (its compose run: {'never ran' if code is None else f'exit {code}'}; "
+                    f"job status {meta.get('job_status', '?')}; runner {meta.get('runner', '?')})")
+        entry["reason"] = why
+        return entry
+    shutil.rmtree(work, ignore_errors=True)  # an earlier nightly's files must not count now
+    work.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, work / f.name)
+    if (folder / "detections").is_dir():
+        shutil.copytree(folder / "detections", work / "detections", dirs_exist_ok=True)
+    try:
+        entry["results"] = load_results(work)
+        entry["report"] = collect(work)
+    except QParityError as e:
+        entry.update(status="error", reason=str(e))
+        return entry
+    entry["status"] = "ok"
+    own = folder / REPORT_NAME
+    if own.is_file():
+        try:
+            theirs = json.loads(own.read_text()).get("verdict")
+        except (OSError, json.JSONDecodeError):
+            theirs = "unreadable"
+        entry["platform_verdict"] = theirs
+    return entry
+
+
+def _is_result(f: Path) -> bool:
+    try:
+        r = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(r, dict) and r.get("schema") == RESULT_SCHEMA and "engine" in r
+
+
+def nightly(platforms: dict[str, Path], out: Path, expected: list[str] | None = None,
+            reference: str | None = None, golden_drift: str = "fail",
+            run_id: str | None = None, date: str | None = None) -> dict[str, Any]:
+    """Judge every platform, write `<out>/nightly_report.json`, return the report."""
+    out = Path(out)
+    expected = list(expected or [])
+    names = expected + [n for n in platforms if n not in expected]
+    if not names:
+        raise QParityError("no platforms: give --platforms folders and/or --expected names")
+    reference = reference or names[0]
+    if reference not in names:  # judged without it, every golden would pass unseen
+        names.insert(0, reference)
+    plats = {n: collect_platform(n, platforms.get(n), out / "platforms" / n) for n in names}
+    findings: list[Finding] = []
+    golden = locked_protocol().golden
+    ref = plats[reference]
+    ref_report = ref["report"] or {}
+    golden = ref_report.get("golden") or golden
+    tolerance = float(ref_report.get("tolerance_map50_95", locked_protocol().tolerance_map50_95))
+    ref_golden = (ref["results"] or {}).get(golden)
+    ref_ok = ref["status"] == "ok" and ref_golden is not None and ref_golden.get("status") == "ok"
+
+    for name, p in plats.items():
+        if p["status"] != "ok":
+            findings.append(Finding(p["status"] if p["status"] == "missing" else "error", "error",
+                                    name, None, p["reason"]))
+            continue
+        rep = p["report"]
+        wanted = (p["meta"] or {}).get("engines") or []
+        for e in wanted:  # the engines this platform's compose profile runs
+            if e not in rep["engines"]:
+                rep["verdict"], rep["exit_code"] = "error", EXIT_ERROR
+                rep["engines"][e] = {"status": "missing", "reason": "no result file from this "
+                                     "engine (its service did not run or did not write)",
+                                     "metrics": None, "delta_map50_95": None, "latency_ms": None}
+        for engine, e in rep["engines"].items():
+            if e["status"] == "fail":
+                findings.append(Finding("engine-fail", "fail", name, engine, e.get("reason", "")))
+            elif e["status"] in ("error", "unavailable", "missing"):
+                findings.append(Finding("engine-error", "error", name, engine,
+                                        f"{e['status']}: {e.get('reason', '')}"))
+        p["golden_check"] = golden_check(name, p, reference, ref, ref_ok, golden, tolerance, findings)
+        if (rep.get("reference") or {}).get("golden_drift"):
+            findings.append(Finding("reference-drift", "note", name, golden, rep["reference"]["note"]))
+    if not ref_ok:
+        findings.append(Finding("no-reference", "error", reference, golden,
+                                f"reference platform {reference} has no {golden} result to judge "
+                                f"the other platforms' golden engines by"))
+    if golden_drift == "warn":
+        for f in findings:
+            if f.kind == "golden-drift":
+                f.severity = "note"
+    worst = max((SEVERITY[f.severity] for f in findings), default=0)
+    verdict, code = {2: ("error", EXIT_ERROR), 1: ("fail", EXIT_FAIL), 0: ("pass", EXIT_PASS)}[worst]
+    report = {
+        "schema": NIGHTLY_SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": run_id, "date": date,
+        "verdict": verdict, "exit_code": code,
+        "golden": golden, "tolerance_map50_95": tolerance,
+        "reference_platform": reference, "golden_drift_policy": golden_drift,
+        "expected_platforms": expected, "platforms_order": names,
+        "engines_order": engine_order(plats, golden),
+        "model": ref_report.get("model") if ref_ok else None,
+        "data": ref_report.get("data") if ref_ok else None,
+        "findings": [f.to_dict() for f in sorted(findings, key=lambda f: -SEVERITY[f.severity])],
+        "platforms": {n: platform_summary(n, p) for n, p in plats.items()},
+    }
+    write_json_atomic(out / NIGHTLY_REPORT, report)
+    return report
+
+
+def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, Any], ref_ok: bool,
+                 golden: str, tolerance: float, findings: list[Finding]) -> dict[str, Any]:
+    """This platform's golden engine against the reference platform's."""
+    mine = p["results"].get(golden)
+    check: dict[str, Any] = {"reference": reference, "delta_map50_95": None, "drift": False,
+                             "comparable": False}
+    if mine is None or mine.get("status") != "ok" or not ref_ok:
+        return check
+    theirs = ref["results"][golden]
+    if name != reference:
+        for kind, section, key, what in SAME_ACROSS_PLATFORMS:
+            a, b = (mine.get(section) or {}).get(key), (theirs.get(section) or {}).get(key)
+            if a != b:
+                findings.append(Finding(kind, "error", name, None,
+                                        f"{what} differs from the reference platform {reference}'s "
+                                        f"({str(a)[:12]} vs {str(b)[:12]}): not the same measurement"))
+                return check
+        if (mine.get("protocol") or {}).get("overrides") != (theirs.get("protocol") or {}).get("overrides"):
+            findings.append(Finding("protocol-mismatch", "error", name, None,
+                                    f"protocol overrides differ from the reference platform "
+                                    f"{reference}'s run"))
+            return check
+    delta = map_delta(mine.get("metrics"), theirs.get("metrics"))
+    check.update(delta_map50_95=delta, comparable=True,
+                 drift=delta is not None and abs(delta) > tolerance)
+    if check["drift"]:
+        findings.append(Finding("golden-drift", "fail", name, golden,
+                                f"golden {golden} mAP50-95 {delta:+.2f} points from the reference "
+                                f"platform {reference}'s golden (tolerance {tolerance}) on the same "
+                                f"model and data: the golden engine itself moved with the hardware"))
+    return check
+
+
+def engine_order(plats: dict[str, dict[str, Any]], golden: str) -> list[str]:
+    seen = {e for p in plats.values() for e in ((p["report"] or {}).get("engines") or {})}
+    rest = sorted(seen - {golden, REFERENCE})
+    return [golden] + rest + ([REFERENCE] if REFERENCE in seen else [])
+
+
+def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
+    rep = p["report"] or {}
+    golden_env = ((p["results"] or {}).get(rep.get("golden")) or {}).get("env") or {}
+    return {
+        "status": p["status"], "reason": p["reason"], "folder": p["folder"],
+        "meta": p["meta"],
+        "collected_report": f"platforms/{name}/{REPORT_NAME}" if p["status"] == "ok" else None,
+        "verdict": rep.get("verdict"), "exit_code": rep.get("exit_code"),
+        "platform_verdict": p.get("platform_verdict"),
+        "model_sha256": (rep.get("model") or {}).get("sha256"),
+        "image_list_sha256": (rep.get("data") or {}).get("image_list_sha256"),
+        "images_evaluated": (rep.get("data") or {}).get("images_evaluated"),
+        "host": {"cpu": (golden_env.get("cpu") or {}).get("model"),
+                 "vnni": (golden_env.get("cpu") or {}).get("vnni"),
+                 "gpus": [g.get("name") for g in golden_env.get("gpus") or []]},
+        "golden_check": p.get("golden_check"),
+        "qdq_ref": rep.get("reference"),
+        "engines": {n: {k: e.get(k) for k in ("status", "reason", "metrics", "delta_map50_95",
+                                               "delta_vs_qdq_ref", "latency_ms",
+                                               "speedup_vs_golden", "engine", "model_sha256")}
+                    for n, e in (rep.get("engines") or {}).items()},
+    }
+
+
+# ------------------------------------------------------------------------------ output
+
+def nightly_table(report: dict[str, Any]):
+    from rich.table import Table
+    from rich.text import Text
+
+    golden, ref = report["golden"], report["reference_platform"]
+    t = Table(title=f"qparity nightly: {len(report['engines_order'])} engine(s) x "
+                    f"{len(report['platforms_order'])} platform(s); each engine vs its own "
+                    f"platform's golden {golden}, each golden vs platform {ref} "
+                    f"(tolerance {report['tolerance_map50_95']} mAP points)",
+              title_justify="left", header_style="bold", show_lines=True)
+    t.add_column("engine", no_wrap=True)
+    for name in report["platforms_order"]:
+        p = report["platforms"][name]
+        host = p["host"]["cpu"] or ""
+        gpus = ", ".join(p["host"]["gpus"] or [])
+        head = name + (" (ref)" if name == ref else "") + (f"\n{host}" if host else "") + \
+            (f"\n{gpus}" if gpus else "")
+        t.add_column(head, justify="right", no_wrap=True)
+    for engine in report["engines_order"]:
+        cells = [Text(engine + (" (golden)" if engine == golden else ""),
+                      style="bold" if engine == golden else "")]
+        for name in report["platforms_order"]:
+            cells.append(cell_text(report, name, engine))
+        t.add_row(*cells)
+    verdicts = [Text("platform verdict")]
+    for name in report["platforms_order"]:
+        p = report["platforms"][name]
+        v = p["verdict"] if p["status"] == "ok" else p["status"]
+        verdicts.append(Text(v or "-", style=CELL_STYLE.get(v, "bold red" if v == "error" else "")))
+    t.add_row(*verdicts)
+    return t
+
+
+def cell_text(report: dict[str, Any], platform: str, engine: str):
+    from rich.text import Text
+
+    p = report["platforms"][platform]
+    if p["status"] != "ok":
+        return Text(p["status"], style=CELL_STYLE.get(p["status"], "bold red"))
+    e = p["engines"].get(engine)
+    if e is None:
+        return Text("not run", style="dim")
+    status = e["status"]
+    golden = engine == report["golden"]
+    gc = p.get("golden_check") or {}
+    drift = golden and gc.get("drift")
+    out = Text(("DRIFT " if drift else "") + status,
+               style="bold red" if drift else CELL_STYLE.get(status, ""))
+    m = (e.get("metrics") or {}).get("map50_95")
+    if m is not None:
+        if golden:
+            d = gc.get("delta_map50_95")
+            rel = "" if platform == report["reference_platform"] else \
+                f" Δref {d:+.2f}" if d is not None else " Δref ?"
+        else:
+            d = e.get("delta_map50_95")
+            rel = f" Δ {d:+.2f}" if d is not None else ""
+        out.append(f"\n{m:.2f}{rel}", style="bold red" if status == "fail" or drift else "")
+    med = (e.get("latency_ms") or {}).get("median")
+    if med is not None:
+        out.append(f"\n{med:.3f} ms")
+    return out
+
+
+def print_nightly(report: dict[str, Any], console=None) -> None:
+    from .report import wide_console
+
+    console = console or wide_console()
+    console.print(nightly_table(report))
+    style = {"error": "bold red", "fail": "bold red", "note": "yellow"}
+    for f in report["findings"]:
+        where = f["platform"] + (f"/{f['engine']}" if f["engine"] else "")
+        console.print(f"[{style[f['severity']]}]{f['kind']}[/] {where}: {f['reason']}",
+                      highlight=False)
+    colour = "green" if report["verdict"] == "pass" else "red"
+    console.print(f"nightly verdict: [bold {colour}]{report['verdict']}[/] "
+                  f"(exit {report['exit_code']})")
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """The same table for a CI job summary (GitHub renders it on the run's page)."""
+    plats = report["platforms_order"]
+    lines = [f"## qparity nightly: **{report['verdict']}** (exit {report['exit_code']})", "",
+             f"Golden `{report['golden']}` per platform; reference platform "
+             f"`{report['reference_platform']}`; tolerance {report['tolerance_map50_95']} mAP points.",
+             "", "| engine | " + " | ".join(plats) + " |", "|---|" + "---|" * len(plats)]
+    for engine in report["engines_order"]:
+        cells = [cell_text(report, p, engine).plain.replace("\n", "<br>") for p in plats]
+        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
+    if report["findings"]:
+        lines += ["", "| severity | finding | where | reason |", "|---|---|---|---|"]
+        for f in report["findings"]:
+            where = f["platform"] + (f"/{f['engine']}" if f["engine"] else "")
+            lines.append(f"| {f['severity']} | {f['kind']} | {where} | "
+                         f"{f['reason'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ the command
+
+def append_history(store_path: Path, report: dict[str, Any], out: Path, run_id: str,
+                   date: str) -> None:
+    from .history import HistoryStore
+
+    with HistoryStore(store_path) as store:
+        for name, p in report["platforms"].items():
+            if p["status"] != "ok":
+                continue
+            work = out / "platforms" / name
+            collected = json.loads((work / REPORT_NAME).read_text())
+            for e, entry in p["engines"].items():  # keep the nightly's "missing" cells too
+                collected["engines"].setdefault(e, entry)
+            results = load_results(work)
+            for e, entry in collected["engines"].items():
+                results.setdefault(e, {"engine": e, "status": entry["status"],
+                                       "reason": entry.get("reason", "")})
+            store.append_platform(run_id, date, name, results, collected)
+        store.record_nightly(run_id, date, report["verdict"], report["exit_code"],
+                             report["reference_platform"],
+                             {n: {"status": p["status"], "verdict": p["verdict"]}
+                              for n, p in report["platforms"].items()}
+                             | {"findings": report["findings"]})
+
+
+def default_run_id(date: str) -> str:
+    import os
+
+    gh = os.environ.get("GITHUB_RUN_ID")
+    return f"gh-{gh}" if gh else f"local-{date}"
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .history import DEFAULT_STORE, HistoryStore, analyse, news, utc_now
+
+    date = args.date or utc_now()
+    run_id = args.run_id or default_run_id(date)
+    expected = [p.strip() for p in (args.expected or "").split(",") if p.strip()]
+    report = nightly(platform_folders(args.platforms), Path(args.out), expected,
+                     args.reference, args.golden_drift, run_id, date)
+    print_nightly(report)
+    out = Path(args.out)
+    (out / NIGHTLY_SUMMARY).write_text(summary_markdown(report))
+    err = Console(stderr=True)
+    if not args.no_history:
+        store_path = Path(args.history or DEFAULT_STORE)
+        append_history(store_path, report, out, run_id, date)
+        with HistoryStore(store_path) as store:
+            trend = analyse(store.rows())
+        found = news(trend, run_id)
+        report["history"] = {"store": str(store_path), "run_id": run_id, "news": found}
+        write_json_atomic(out / NIGHTLY_REPORT, report)
+        if found:
+            from .report import wide_console
+
+            c = wide_console()
+            for n in found:
+                for note in n["notes"]:
+                    c.print(f"[bold magenta]history[/] {n['platform']}/{n['engine']}: {note}",
+                            highlight=False)
+        err.print(f"history: {len(report['platforms'])} platform(s) of run {run_id} appended to "
+                  f"{store_path}", highlight=False)
+    err.print(f"report: {out / NIGHTLY_REPORT}", highlight=False)
+    return report["exit_code"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "nightly", help="one verdict over every platform's results folder (engines x platforms), "
+                        "then append them to the history store")
+    p.add_argument("--platforms", nargs="*", default=[], metavar="[NAME=]DIR",
+                   help="one results folder per platform; NAME defaults to the folder's "
+                        "platform.json, else the folder name")
+    p.add_argument("--expected", help="comma-separated platforms that should have results; one "
+                                      "without a folder, or with an empty one, is `missing`")
+    p.add_argument("--reference", help="platform whose golden run the others' goldens are judged "
+                                       "against (default: the first expected platform)")
+    p.add_argument("--golden-drift", choices=["fail", "warn"], default="fail",
+                   help="a golden drift fails the nightly (default) or is only reported")
+    p.add_argument("--out", required=True, help="folder for nightly_report.json, the summary and "
+                                                "each platform's re-collected report")
+    p.add_argument("--history", metavar="PATH", help="history store (results/history.sqlite)")
+    p.add_argument("--no-history", action="store_true", help="do not append to the history")
+    p.add_argument("--run-id", help="run id in the history (default gh-$GITHUB_RUN_ID, or "
+                                    "local-<date>); a second append of the same id replaces it")
+    p.add_argument("--date", help="ISO date-time of the run (default: now, UTC)")
+    p.set_defaults(func=cmd_nightly)
