@@ -94,8 +94,10 @@ def test_accuracy_change_and_latency_regression_are_news(store):
     # intel's sleepy is as slow as cpu-x86's last run, but always was: judged only against itself
     assert all(not q.marks for q in trend[("intel", "sleepy")])
     # the golden's latency did not move, the sleepy runs before night 5 did not regress
+    # the golden's latency did not move (the same real result each night)
     assert all(q.regression is None for q in trend[("cpu-x86", "ort-cpu")])
-    assert all(q.regression is None for q in trend[("cpu-x86", "sleepy")][:4])
+    # (nights 1-4 of cpu-x86/sleepy are fresh 1 ms runs: not asserted, a busy machine may slow
+    # one of them by 10 %; the policy's edges are pinned below on fixed numbers)
 
 
 def test_policy_edges_on_real_rows(store):
@@ -131,7 +133,9 @@ def test_history_command_marks_the_news(store, monkeypatch, capsys, tmp_path):
     for text in ("cpu-x86 / ort-cpu (golden)", "cpu-x86 / sleepy", "intel / sleepy", "ACC -1.70",
                  "SLOWER x", "rolling median", "mAP50-95 -1.7 since 2026-01-04"):
         assert text in out, text
-    assert out.count("SLOWER") == 1 and out.count("ACC ") == 1
+    assert out.count("ACC ") == 1
+    assert len(re.findall(r"cpu-x86/sleepy 2026-01-05: latency median .* over the rolling median", out)) == 1
+    assert "intel/sleepy 2026-01-05" not in out
     data = json.loads((tmp_path / "h.json").read_text())
     assert {(n["platform"], n["engine"]) for n in data["news"]} == {("cpu-x86", "ort-cpu"),
                                                                     ("cpu-x86", "sleepy")}
