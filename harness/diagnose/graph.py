@@ -187,25 +187,26 @@ def cut(model: onnx.ModelProto, tensor: str, flatten_to_rank3: bool = True) -> o
     tensor as the single output. With `flatten_to_rank3`, a Reshape [0, 0, -1] makes the output
     [1, C, H*W], the rank-3 shape every engine's output contract accepts; it moves no value."""
     g = model.graph
-    producer = {o: n for n in g.node for o in n.output}
+    all_nodes = list(g.node)
+    producer = {o: i for i, n in enumerate(all_nodes) for o in n.output}
     keep: set[int] = set()
     stack = [tensor]
     seen: set[str] = set()
-    pos = {id(n): i for i, n in enumerate(g.node)}
     while stack:
         t = stack.pop()
         if t in seen or t not in producer:
             continue
         seen.add(t)
-        n = producer[t]
-        if pos[id(n)] in keep:
+        i = producer[t]
+        if i in keep:
             continue
-        keep.add(pos[id(n)])
-        stack.extend(i for i in n.input if i)
+        keep.add(i)
+        n = all_nodes[i]
+        stack.extend(x for x in n.input if x)
         for a in n.attribute:  # subgraphs (If/Loop) read outer tensors implicitly
             if a.type == onnx.AttributeProto.GRAPH:
                 stack.extend(_outer_names(a.g))
-    nodes = [g.node[i] for i in sorted(keep)]
+    nodes = [all_nodes[i] for i in sorted(keep)]
     used = {i for n in nodes for i in n.input} | seen
     out_name = tensor
     extra_nodes, extra_inits = [], []
@@ -227,3 +228,149 @@ def cut(model: onnx.ModelProto, tensor: str, flatten_to_rank3: bool = True) -> o
 
 def _outer_names(g: onnx.GraphProto) -> list[str]:
     return [i for n in g.node for i in n.input if i]
+
+
+@dataclass
+class Segmented:
+    """A model rewired so that every listed quantized tensor is computed from the reference's
+    values of its quantized inputs (see `segmented`)."""
+
+    model: onnx.ModelProto
+    slots: list[tuple[str, int, tuple[int, ...]]]  # (tensor or graph input, offset, shape) in the pack
+    outputs: list[tuple[str, int, tuple[int, ...]]]  # (tensor, offset, shape) in the output
+    pack_size: int
+
+    def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        flat = np.concatenate([np.asarray(values[n], np.float32).ravel() for n, _, _ in self.slots])
+        return flat.reshape(1, 1, 1, -1)
+
+    def unpack(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        flat = np.asarray(out, np.float32).ravel()
+        return {n: flat[o:o + int(np.prod(s))].reshape(s) for n, o, s in self.outputs}
+
+
+def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs: list[str],
+              shapes: dict[str, tuple[int, ...]]) -> Segmented:
+    """The model cut open at quantized tensors, so that each segment computes from given inputs.
+
+    Every tensor T in `feed` is fed from outside: its consumers read T' = QuantizeLinear(<slot>)
+    with T's own parameters instead of T (the slot takes dequantized, hence on-grid, values, so
+    T' has exactly the given int8 codes). Every tensor in `outputs` is returned, computed by its
+    own producer and QuantizeLinear from whatever feeds them. Used for the reference arithmetic
+    (ONNX Runtime, optimizations off), where cutting a graph cannot change how a node computes.
+
+    One input and one output: the slots are slices of a flat [1, 1, 1, L] input (the image
+    first), the outputs are flattened and concatenated into [1, 1, M].
+    """
+    names = list(dict.fromkeys([*feed, *outputs]))
+    feed_set, out_set = set(feed), set(outputs)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    image = graph_input(model)
+    head: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    slots: list[tuple[str, int, tuple[int, ...]]] = []
+    offset = 0
+
+    def slot(name: str, target: str) -> None:
+        nonlocal offset
+        shape = tuple(int(d) for d in shapes[name])
+        size = int(np.prod(shape))
+        base = f"qparity_slot::{name}"
+        inits.extend([numpy_helper.from_array(np.array([offset], np.int64), f"{base}.start"),
+                      numpy_helper.from_array(np.array([offset + size], np.int64), f"{base}.end"),
+                      numpy_helper.from_array(np.array([3], np.int64), f"{base}.axis"),
+                      numpy_helper.from_array(np.array(shape, np.int64), f"{base}.shape")])
+        head.append(helper.make_node("Slice", ["qparity_pack", f"{base}.start", f"{base}.end",
+                                               f"{base}.axis"], [f"{base}.flat"], name=f"{base}.slice"))
+        head.append(helper.make_node("Reshape", [f"{base}.flat", f"{base}.shape"], [target],
+                                     name=f"{base}.reshape"))
+        slots.append((name, offset, shape))
+        offset += size
+
+    slot(image, image)  # the image itself: float paths that start at the input still work
+    # Protobuf wrappers have no stable identity: work on a plain list, identify nodes by index.
+    body: list[onnx.NodeProto] = list(g.node)
+    rename: dict[str, str] = {}
+    keep_reading: set[int] = set()  # the listed QuantizeLinear nodes and their output DQs
+    added: dict[int, onnx.NodeProto] = {}  # a DQ to add after the QuantizeLinear at this index
+    out_dq: dict[str, str] = {}
+    for name in names:
+        qt = graph.by_name[name]
+        qi = next(i for i, n in enumerate(body) if n.name == qt.q_node and n.output[0] == qt.name)
+        q = body[qi]
+        axis = {"axis": qt.params.axis} if qt.params.axis is not None else {}
+        di = next((i for i, c in enumerate(body) if c.op_type == "DequantizeLinear"
+                   and c.input[0] == qt.name and list(c.input[1:]) == list(q.input[1:])), None)
+        if name in out_set:
+            if di is None:
+                dq = helper.make_node("DequantizeLinear", [qt.name, *q.input[1:]], [f"qparity_dq::{qt.name}"],
+                                      name=f"qparity_dq::{qt.name}", **axis)
+                added[qi] = dq
+            else:
+                dq = body[di]
+                keep_reading.add(di)  # reads the tensor as computed: it is the output
+            out_dq[name] = dq.output[0]
+        if name not in feed_set:
+            continue
+        keep_reading.add(qi)
+        if di is not None:
+            rename[body[di].output[0]] = f"qparity_dqin::{name}"
+        slot(name, f"qparity_in::{name}")
+        head.append(helper.make_node("QuantizeLinear", [f"qparity_in::{name}", *q.input[1:]],
+                                     [f"qparity_q::{name}"], name=f"qparity_q::{name}", **axis))
+        head.append(helper.make_node("DequantizeLinear", [f"qparity_q::{name}", *q.input[1:]],
+                                     [f"qparity_dqin::{name}"], name=f"qparity_dqin::{name}", **axis))
+        rename[qt.name] = f"qparity_q::{name}"
+    rewired: list[onnx.NodeProto] = []
+    for i, n in enumerate(body):
+        if i not in keep_reading:
+            n = _renamed(n, rename)
+        rewired.append(n)
+        if i in added:
+            rewired.append(added[i])
+    tail: list[onnx.NodeProto] = []
+    layout: list[tuple[str, int, tuple[int, ...]]] = []
+    flat_names, out_off = [], 0
+    flat_shape = numpy_helper.from_array(np.array([1, 1, -1], np.int64), "qparity_out.shape")
+    for name in outputs:
+        tail.append(helper.make_node("Reshape", [out_dq[name], flat_shape.name],
+                                     [f"qparity_flat::{name}"], name=f"qparity_flat::{name}"))
+        flat_names.append(f"qparity_flat::{name}")
+        shape = tuple(int(d) for d in shapes[name])
+        layout.append((name, out_off, shape))
+        out_off += int(np.prod(shape))
+    tail.append(helper.make_node("Concat", flat_names, ["qparity_out"], name="qparity_out", axis=2))
+    nodes = head + rewired + tail
+    # keep only what the output needs (the decode tail and the original outputs are dead now)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    need: set[int] = set()
+    stack = ["qparity_out"]
+    while stack:
+        k = producer.get(stack.pop())
+        if k is None or k in need:
+            continue
+        need.add(k)
+        stack.extend(i for i in nodes[k].input if i)
+    nodes = [n for k, n in enumerate(nodes) if k in need]
+    used = {i for n in nodes for i in n.input}
+    new = helper.make_graph(
+        nodes, f"{g.name}_segmented",
+        [helper.make_tensor_value_info("qparity_pack", TensorProto.FLOAT, [1, 1, 1, offset])],
+        [helper.make_tensor_value_info("qparity_out", TensorProto.FLOAT, [1, 1, out_off])],
+        [i for i in g.initializer if i.name in used] + inits + [flat_shape])
+    seg = helper.make_model(new, opset_imports=list(model.opset_import))
+    seg.ir_version = model.ir_version
+    return Segmented(seg, slots, layout, offset)
+
+
+def _renamed(node: onnx.NodeProto, rename: dict[str, str]) -> onnx.NodeProto:
+    if not any(i in rename for i in node.input):
+        return node
+    n = onnx.NodeProto()
+    n.CopyFrom(node)
+    for k, i in enumerate(n.input):
+        if i in rename:
+            n.input[k] = rename[i]
+    return n

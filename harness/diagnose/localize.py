@@ -1,0 +1,549 @@
+"""`qparity localize`: the first quantized tensor where an engine leaves the reference.
+
+Both sides run the same real images (the evaluator's letterbox). What is compared is every
+quantized activation: the output of each QuantizeLinear fed by a computed tensor, i.e. the int8
+tensors of the model, taken as their dequantized values and measured in quantization steps
+(units of that tensor's scale; of the finer scale where the two model files differ). A tensor
+*diverges* when more than `frac` of its elements differ by more than one step; one step is the
+rounding noise two correct integer pipelines may legitimately show.
+
+How each side exposes a tensor:
+- `cut` (every engine except qdq-ref): the engine compiles its own model truncated at that
+  tensor: the unchanged nodes upstream of it, the tensor (through its own DequantizeLinear, and
+  a Reshape to [1, C, H*W] that fits every engine's output contract) the only output. The
+  engine fuses what is upstream exactly as in the full model: everything that feeds the tensor,
+  including its own output quantization, is there. Adding a graph output to the full model
+  instead would change what an optimizing engine may fuse (a graph output must be materialised,
+  which stops ONNX Runtime from folding some Q/DQ pairs). What a cut cannot reproduce is a fusion
+  with a node *after* the tensor (a later Add fused into its convolution as a post-op); in the
+  full model that tensor is then never materialised at all.
+- `outputs` (qdq-ref): one session with every tensor as an extra output. With graph optimizations
+  off nothing is fused whatever the outputs are, so this is exact (a test checks it equals cuts).
+
+Search: a cut is one compile per probed tensor, so not every tensor is probed. Divergence
+propagates downstream, so the search bisects over graph order: a diverged probe drops every
+candidate after it, an agreeing probe drops itself and every quantized tensor upstream of it.
+About log2(n) + (number of output branches) compiles find the first diverging tensor. The answer
+is verified: its nearest quantized inputs are probed too, and the search goes on from any that
+diverges. `--exhaustive` probes every tensor (one compile each).
+
+In context: on a real network, two correct engines drift apart. A one-step rounding difference
+here and there is amplified layer after layer, so deep tensors differ by several steps in many
+elements although every node computes correctly (measured: ONNX Runtime with all optimizations,
+and OpenVINO with its low-precision path off, both cross 1 % at the same mid-network
+convolution). So the first diverging tensor is checked in context: the reference's exact Q/DQ
+arithmetic (ONNX Runtime, optimizations off, on the reference model file) is applied to the
+*engine's own* values of its quantized inputs (graph.segmented). If that reproduces the engine's
+tensor, the node computes correctly and the divergence is drift; if not, this node is where the
+engine departs from the model (a fault). With `--exhaustive`, every node is checked in context
+and every fault is listed, worst first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import QParityError
+
+DEFAULT_FRAC = 0.01
+STEP_TOL = 1.0 + 1e-3  # "more than one step", with room for float32 dequantization error
+WORST = 8
+
+
+# ----------------------------------------------------------------------------- inputs
+def image_inputs(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """The first `n` images (sorted) of a COCO folder (DIR/val2017) or of an image folder,
+    letterboxed exactly as the evaluator does."""
+    from ..data import list_images
+    from ..letterbox import letterbox, to_input
+    from ..protocol import locked_protocol
+    import cv2
+
+    if n < 1:
+        raise QParityError(f"--images must be at least 1, got {n}")
+    data = Path(data)
+    folder = data / "val2017" if (data / "val2017").is_dir() else data
+    files = list_images(folder)[:n]
+    p = locked_protocol()
+    xs = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise QParityError("image cannot be decoded", f)
+        lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
+        xs.append(to_input(lb))
+    return xs, [f.name for f in files]
+
+
+# ----------------------------------------------------------------------------- engines
+@dataclass
+class Side:
+    """One side of the comparison: an engine running a model file."""
+
+    engine: str
+    model_path: Path
+    options: dict[str, str]
+    threads: int
+    workdir: Path
+    graph: Any = None  # QdqGraph
+    method: str = ""
+    compiles: int = 0
+    _cache: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        import onnx
+
+        from ..engines import engine_class
+        from .graph import QdqGraph
+
+        if not self.model_path.is_file():
+            raise QParityError("model file does not exist", self.model_path)
+        try:
+            model = onnx.load(str(self.model_path))
+        except Exception as e:
+            raise QParityError(f"not a valid ONNX model ({e})", self.model_path) from e
+        self.graph = QdqGraph(model)
+        cls = engine_class(self.engine)
+        reason = cls.probe()
+        if reason:
+            raise QParityError(f"engine {self.engine} cannot run here: {reason}")
+        self.cls = cls
+        self.method = "outputs" if transparent(cls) else "cut"
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.engine}{f' [{opts}]' if opts else ''} on {self.model_path.name}"
+
+    def _engine(self, path: Path):
+        from ..engines import EngineConfig, EngineFailure
+
+        eng = self.cls(EngineConfig(threads=self.threads, options=dict(self.options)))
+        try:
+            eng.load(path)
+        except EngineFailure as e:
+            raise QParityError(f"{self.engine} refused the model cut at this tensor: {e}", path) from e
+        self.compiles += 1
+        return eng
+
+    def values(self, qt_name: str, xs: list[np.ndarray]) -> np.ndarray:
+        """Dequantized values of one quantized tensor for every image, stacked on axis 0."""
+        if qt_name in self._cache:
+            return self._cache[qt_name]
+        if self.method == "outputs":
+            self._all_outputs(xs)
+        else:
+            self._cache[qt_name] = self._cut(qt_name, xs)
+        return self._cache[qt_name]
+
+    def _cut(self, qt_name: str, xs: list[np.ndarray]) -> np.ndarray:
+        import onnx
+
+        from .graph import cut, float_output
+
+        qt = self.graph.by_name[qt_name]
+        model, fname = float_output(self.graph.model, qt)
+        path = self.workdir / f"{self.engine}-{qt.index:04d}.onnx"
+        onnx.save(cut(model, fname), str(path))
+        eng = self._engine(path)
+        try:
+            outs = [np.asarray(eng.run(x), dtype=np.float32).copy() for x in xs]
+        finally:
+            eng.close()
+            path.unlink(missing_ok=True)
+        return np.concatenate(outs, axis=0)
+
+    def _all_outputs(self, xs: list[np.ndarray]) -> None:
+        import onnx
+
+        from .graph import float_output, with_outputs
+
+        model, names = self.graph.model, []
+        for qt in self.graph.tensors:
+            model, fname = float_output(model, qt)
+            names.append(fname)
+        path = self.workdir / f"{self.engine}-outputs.onnx"
+        onnx.save(with_outputs(model, names), str(path))
+        eng = self._engine(path)
+        try:
+            per_image = [eng.session.run(names, {eng.input_name: x}) for x in xs]
+        finally:
+            eng.close()
+            path.unlink(missing_ok=True)
+        for k, qt in enumerate(self.graph.tensors):
+            self._cache[qt.name] = np.concatenate([np.asarray(o[k], np.float32) for o in per_image])
+
+
+def transparent(cls: type) -> bool:
+    """Engines whose arithmetic does not depend on which tensors are graph outputs: ONNX Runtime
+    with every graph optimization off runs each node by its definition (qdq-ref)."""
+    from ..engines.ort_cpu import OrtCpuEngine
+
+    return issubclass(cls, OrtCpuEngine) and getattr(cls, "graph_opt_level", "") == "ORT_DISABLE_ALL"
+
+
+# ----------------------------------------------------------------------------- comparison
+def compare(a: np.ndarray, b: np.ndarray, qa: Any, qb: Any, images: list[str]) -> dict[str, Any]:
+    """a, b: dequantized values [N, ...]; qa, qb: the tensor's QuantParams on each side."""
+    if a.size != b.size:
+        raise QParityError(f"tensor sizes differ between the two sides ({a.shape} vs {b.shape})")
+    a = a.reshape(b.shape).astype(np.float64)
+    b = b.astype(np.float64)
+    scale = np.minimum(qa.scale.astype(np.float64), qb.scale.astype(np.float64))
+    if scale.size > 1:  # per-channel along the axis (each image's axis 0 is its batch of 1)
+        axis = qa.axis if qa.axis is not None else 1
+        shape = [1] * b.ndim
+        shape[axis if axis >= 0 else b.ndim + axis] = scale.size
+        scale = scale.reshape(shape)
+    scale = np.broadcast_to(scale, b.shape)
+    steps = np.abs(a - b) / scale
+    off = steps > STEP_TOL
+    frac = float(off.mean()) if off.size else 0.0
+    worst = []
+    for f in np.argsort(steps, axis=None)[::-1][:WORST] if steps.size else []:
+        idx = np.unravel_index(int(f), steps.shape)
+        s = float(steps[idx])
+        if s <= STEP_TOL and worst:
+            break
+        sc = float(scale[idx])
+        worst.append({"image": images[idx[0]] if idx[0] < len(images) else int(idx[0]),
+                      "index": [int(i) for i in idx[1:]], "engine_value": float(a[idx]),
+                      "reference_value": float(b[idx]), "engine_steps": round(float(a[idx]) / sc, 3),
+                      "reference_steps": round(float(b[idx]) / sc, 3), "steps_off": round(s, 3)})
+    return {"frac_off": frac, "max_steps": float(steps.max()) if steps.size else 0.0,
+            "mean_steps": float(steps.mean()) if steps.size else 0.0,
+            "frac_any": float((steps > 0.5).mean()) if steps.size else 0.0,
+            "elements": int(steps.size), "worst": worst}
+
+
+# ----------------------------------------------------------------------------- search
+def search(order: list[int], ancestors: dict[int, int], q_inputs: dict[int, list[int]],
+           probe: Callable[[int], bool], exhaustive: bool = False) -> int | None:
+    """First diverging index in `order` (ascending graph order), assuming divergence propagates
+    (a tensor downstream of a diverged one diverges; one upstream of an agreeing one agrees).
+    `ancestors[i]` is a bitset of the indices upstream of i; `probe(i)` says whether i diverged.
+    The answer is verified: its nearest quantized inputs are probed and must agree."""
+    known: dict[int, bool] = {}
+
+    def p(i: int) -> bool:
+        if i not in known:
+            known[i] = probe(i)
+        return known[i]
+
+    if exhaustive:
+        bad = [i for i in order if p(i)]
+        return bad[0] if bad else None
+    good = 0  # bitset of indices known or (by propagation) assumed to agree
+    first: int | None = None
+    cand = list(order)
+    while True:
+        while cand:
+            m = cand[len(cand) // 2]
+            if p(m):
+                first = m
+                cand = [c for c in cand if c < m]
+            else:
+                good |= ancestors[m] | (1 << m)
+                cand = [c for c in cand if not (good >> c) & 1]
+        if first is None:
+            return None
+        bad_inputs = [i for i in q_inputs[first] if p(i)]
+        if not bad_inputs:
+            return first
+        # propagation did not hold here (an input diverged but was absorbed upstream of a
+        # probe that agreed): go on from the earliest diverged input
+        first = min(bad_inputs)
+        cand = [c for c in order if c < first and c not in known and not (good >> c) & 1]
+
+
+def in_context(model: Any, graph: Any, targets: list[str], engine_vals: dict[str, np.ndarray],
+               shapes: dict[str, tuple[int, ...]], xs: list[np.ndarray], threads: int,
+               workdir: Path) -> dict[str, np.ndarray]:
+    """The model's exact Q/DQ arithmetic (ONNX Runtime, optimizations off) of each target tensor,
+    computed from the engine's own values of its quantized inputs (graph.segmented)."""
+    import onnx
+
+    from ..engines import EngineConfig
+    from ..engines.qdq_ref import QdqReferenceEngine
+    from .graph import graph_input, segmented
+
+    feed = sorted({graph.tensors[j].name for t in targets for j in graph.by_name[t].q_inputs},
+                  key=lambda n: graph.by_name[n].index)
+    image = graph_input(model)
+    seg = segmented(model, graph, feed, targets, {**shapes, image: tuple(xs[0].shape)})
+    path = workdir / "in-context.onnx"
+    onnx.save(seg.model, str(path))
+    eng = QdqReferenceEngine(EngineConfig(threads=threads))
+    eng.load(path)
+    try:
+        per_image = []
+        for k, x in enumerate(xs):
+            values = {n: engine_vals[n][k:k + 1].reshape(shapes[n]) for n in feed}
+            values[image] = x
+            per_image.append(seg.unpack(eng.run(seg.pack(values))))
+    finally:
+        eng.close()
+        path.unlink(missing_ok=True)
+    return {t: np.concatenate([p[t] for p in per_image]) for t in targets}
+
+
+def localize(model: Path, engine: str, against: str = "qdq-ref", against_model: Path | None = None,
+             data: Path | None = None, images: int = 4, frac: float = DEFAULT_FRAC,
+             engine_opts: dict[str, str] | None = None, against_opts: dict[str, str] | None = None,
+             threads: int | None = None, exhaustive: bool = False,
+             xs: list[np.ndarray] | None = None, names: list[str] | None = None) -> dict[str, Any]:
+    """Run the comparison; returns the JSON-able finding (see `print_finding`)."""
+    from ..engines.base import visible_cpus
+
+    if not 0 <= frac < 1:
+        raise QParityError(f"--frac must be in [0, 1), got {frac}")
+    if xs is None:
+        if data is None:
+            raise QParityError("give --data (a COCO folder or an image folder)")
+        xs, names = image_inputs(Path(data), images)
+    names = names or [f"input{i}" for i in range(len(xs))]
+    threads = threads or visible_cpus()
+    with tempfile.TemporaryDirectory(prefix="qparity-localize-") as tmp:
+        a = Side(engine, Path(model), dict(engine_opts or {}), threads, Path(tmp))
+        b = Side(against, Path(against_model or model), dict(against_opts or {}), threads, Path(tmp))
+        if not a.graph.tensors:
+            raise QParityError("no quantized activations (QuantizeLinear nodes) in the model", model)
+        common = [qt for qt in a.graph.tensors if qt.name in b.graph.by_name]
+        skipped = [qt.name for qt in a.graph.tensors if qt.name not in b.graph.by_name]
+        if not common:
+            raise QParityError("the two models share no quantized tensor names", against_model)
+        order = [qt.index for qt in common]
+        by_index = {qt.index: qt for qt in common}
+        results: dict[int, dict[str, Any]] = {}
+
+        def probe(i: int) -> bool:
+            if i not in results:
+                qt = by_index[i]
+                va, vb = a.values(qt.name, xs), b.values(qt.name, xs)
+                r = compare(va, vb, qt.params, b.graph.by_name[qt.name].params, names)
+                r["diverged"] = r["frac_off"] > frac
+                results[i] = r
+            return results[i]["diverged"]
+
+        in_common = set(order)
+        first = search(order, {i: by_index[i].ancestors for i in order},
+                       {i: [j for j in by_index[i].q_inputs if j in in_common] for i in order},
+                       probe, exhaustive)
+        # In context: is a diverged tensor what the model's Q/DQ arithmetic gives on the
+        # engine's own inputs? Yes: drift from upstream rounding; no: this node is at fault.
+        def ref_inputs(i: int) -> list[str]:  # its quantized inputs, as the reference file has them
+            bg = b.graph
+            return [bg.tensors[j].name for j in bg.by_name[by_index[i].name].q_inputs]
+
+        probed = {by_index[i].name for i in results}
+        checkable = [i for i in sorted(results) if (exhaustive or i == first)
+                     and all(n in probed for n in ref_inputs(i))]
+        ctx: dict[int, dict[str, Any]] = {}
+        if checkable:
+            tnames = [by_index[i].name for i in checkable]
+            needed = {n for i in checkable for n in ref_inputs(i)} | set(tnames)
+            shapes = {n: (1, *b.values(n, xs).shape[1:]) for n in needed}
+            vals = {n: a.values(n, xs) for n in needed}
+            exact = in_context(b.graph.model, b.graph, tnames, vals, shapes, xs, threads, Path(tmp))
+            for i in checkable:
+                qt = by_index[i]
+                c = compare(a.values(qt.name, xs), exact[qt.name], qt.params,
+                            b.graph.by_name[qt.name].params, names)
+                ctx[i] = {"frac_off": round(c["frac_off"], 6), "max_steps": round(c["max_steps"], 3),
+                          "mean_steps": round(c["mean_steps"], 4), "fault": c["frac_off"] > frac,
+                          "worst": c["worst"]}
+        rows = {i: {**_row(by_index[i], results[i]),
+                    **({"in_context": {k: v for k, v in ctx[i].items() if k != "worst"}} if i in ctx else {})}
+                for i in sorted(results)}
+        finding = {
+            "engine": a.label(), "against": b.label(), "in_context_reference": f"qdq-ref on {b.model_path.name}",
+            "method": {"engine": a.method, "against": b.method},
+            "images": names, "frac": frac, "step_tolerance": STEP_TOL,
+            "quantized_tensors": len(a.graph.tensors), "compared_tensors": len(common),
+            "skipped_tensors": skipped, "probed": len(results),
+            "compiles": {"engine": a.compiles, "against": b.compiles},
+            "exhaustive": exhaustive, "first_divergence": None,
+            "trail": list(rows.values()),
+        }
+        if exhaustive:
+            finding["origins"] = sorted(
+                (rows[i] for i in rows if results[i]["diverged"] and not any(
+                    results[j]["diverged"] for j in by_index[i].q_inputs if j in results)),
+                key=lambda r: -r["frac_off"])
+            faults = [i for i in sorted(ctx) if ctx[i]["fault"]]
+            finding["faults"] = sorted((rows[i] for i in faults),
+                                       key=lambda r: -r["in_context"]["frac_off"])
+            finding["first_fault"] = _detail(a, b, by_index, rows, results, faults[0]) if faults else None
+        if first is not None:
+            finding["first_divergence"] = _detail(a, b, by_index, rows, results, first)
+            if first in ctx:
+                finding["first_divergence"]["in_context_worst"] = ctx[first]["worst"]
+    return finding
+
+
+def _detail(a: Side, b: Side, by_index: dict[int, Any], rows: dict[int, dict[str, Any]],
+            results: dict[int, dict[str, Any]], i: int) -> dict[str, Any]:
+    qt = by_index[i]
+    bq = b.graph.by_name[qt.name]
+    return {
+        **rows[i],
+        "quant": qt.params.to_dict(), "quant_text": qt.params.summary(),
+        "against_quant": bq.params.to_dict(), "against_quant_text": bq.params.summary(),
+        "producer_inputs": a.graph.input_params(qt.producer) if qt.producer else [],
+        "against_producer_inputs": b.graph.input_params(bq.producer) if bq.producer else [],
+        "quantized_inputs": [rows[j] for j in qt.q_inputs if j in rows],
+        "worst": results[i]["worst"],
+    }
+
+
+def _row(qt: Any, r: dict[str, Any]) -> dict[str, Any]:
+    return {"index": qt.index, "tensor": qt.name, "q_node": qt.q_node, "producer": qt.producer,
+            "producer_op": qt.producer_op, "frac_off": round(r["frac_off"], 6),
+            "max_steps": round(r["max_steps"], 3), "mean_steps": round(r["mean_steps"], 4),
+            "diverged": r["diverged"]}
+
+
+# ----------------------------------------------------------------------------- output
+def _tensor_table(rows: list[dict[str, Any]], title: str) -> Any:
+    from rich.table import Table
+
+    t = Table("#", "tensor", "producer", "op", "frac > 1 step", "max steps", "mean steps", "",
+              "in context", title=title, title_justify="left")
+    for r in rows:
+        ic = r.get("in_context")
+        t.add_row(str(r["index"]), r["tensor"], r["producer"] or "(input)", r["producer_op"] or "-",
+                  f"{r['frac_off']:.4f}", f"{r['max_steps']:.2f}", f"{r['mean_steps']:.3f}",
+                  "[bold red]diverged[/]" if r["diverged"] else "[green]agrees[/]",
+                  "-" if not ic else (f"[bold red]fault[/] {ic['frac_off']:.4f}" if ic["fault"]
+                                      else f"ok {ic['frac_off']:.4f}"))
+    return t
+
+
+def _print_detail(console: Any, d: dict[str, Any], label: str) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold red]{label}[/]: tensor [bold]{d['tensor']}[/] (#{d['index']}), "
+                  f"QuantizeLinear [bold]{d['q_node']}[/] of {d['producer_op'] or 'graph input'} "
+                  f"[bold]{d['producer'] or '-'}[/]: {d['frac_off']:.2%} of elements off by more "
+                  f"than one step (max {d['max_steps']:.1f} steps)", highlight=False)
+    console.print(f"  output quantization: {d['quant_text']}"
+                  + (f"  (reference model: {d['against_quant_text']})"
+                     if d["against_quant_text"] != d["quant_text"] else ""), highlight=False)
+    for p in d["producer_inputs"]:
+        console.print(f"  {d['producer']} input {p['input']} ({p['kind']}) {p['tensor']}: {p['text']}",
+                      highlight=False)
+    for q in d["quantized_inputs"]:
+        console.print(f"  quantized input {q['tensor']}: {q['frac_off']:.2%} off, max "
+                      f"{q['max_steps']:.2f} steps: {'diverged' if q['diverged'] else 'agrees'}",
+                      highlight=False)
+    ic = d.get("in_context")
+    if ic:
+        if ic["fault"]:
+            console.print(f"  in context: on the engine's own inputs, the model's Q/DQ arithmetic "
+                          f"gives a different result for {ic['frac_off']:.2%} of elements (max "
+                          f"{ic['max_steps']:.1f} steps): [bold red]this node is where the engine "
+                          f"departs from the model[/]", highlight=False)
+        else:
+            console.print(f"  in context: on the engine's own inputs, the model's Q/DQ arithmetic "
+                          f"agrees ({ic['frac_off']:.2%} off, max {ic['max_steps']:.1f} steps): "
+                          f"[yellow]this node computes correctly; the difference is rounding "
+                          f"drift accumulated upstream[/]", highlight=False)
+    w = Table("image", "index", "engine (steps)", "reference (steps)", "off by", title="worst elements",
+              title_justify="left")
+    for e in d["worst"]:
+        w.add_row(str(e["image"]), str(e["index"]), f"{e['engine_steps']:.2f}",
+                  f"{e['reference_steps']:.2f}", f"{e['steps_off']:.2f}")
+    console.print(w)
+
+
+def print_finding(f: dict[str, Any], console: Any = None) -> None:
+    from rich.table import Table
+
+    from ..report import wide_console
+
+    console = console or wide_console()
+    how = "every tensor" if f["exhaustive"] else "bisection over graph order"
+    console.print(f"[bold]localize[/]: {f['engine']}  vs  {f['against']}  on {len(f['images'])} "
+                  f"image(s); {f['compared_tensors']} quantized tensors, {f['probed']} probed "
+                  f"({how}); compiles: {f['compiles']['engine']} + {f['compiles']['against']} "
+                  f"(methods {f['method']['engine']} / {f['method']['against']})", highlight=False)
+    console.print(_tensor_table(f["trail"], "probed quantized tensors, graph order"))
+    d = f["first_divergence"]
+    if d is None:
+        console.print(f"[bold green]no divergence[/]: no {'' if f['exhaustive'] else 'probed '}"
+                      f"quantized tensor has more than {f['frac']:.2%} of its elements off by more "
+                      f"than one step", highlight=False)
+    else:
+        _print_detail(console, d, "first divergence")
+        if not f["exhaustive"] and d.get("in_context") and not d["in_context"]["fault"]:
+            console.print("  [yellow]a faulty node further down would be hidden by this drift: "
+                          "--exhaustive checks every node in context[/]", highlight=False)
+    if f["exhaustive"]:
+        ff = f.get("first_fault")
+        if ff is None:
+            console.print("[bold green]no fault[/]: every node gives the model's Q/DQ result on "
+                          "the engine's own inputs", highlight=False)
+        elif d is None or ff["index"] != d["index"]:
+            _print_detail(console, ff, "first fault")
+        if f.get("faults"):
+            o = Table("#", "tensor", "producer", "op", "frac off in context", "max steps",
+                      title="every fault (the node's own arithmetic departs), worst first",
+                      title_justify="left")
+            for r in f["faults"][:10]:
+                ic = r["in_context"]
+                o.add_row(str(r["index"]), r["tensor"], r["producer"] or "-", r["producer_op"] or "-",
+                          f"{ic['frac_off']:.4f}", f"{ic['max_steps']:.2f}")
+            console.print(o)
+
+
+def _opts(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for kv in items:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise QParityError(f"{flag} expects KEY=VALUE, got {kv!r}")
+        out[k] = v
+    return out
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    from ..cli import default_threads
+
+    finding = localize(Path(args.model), args.engine, args.against,
+                       Path(args.against_model) if args.against_model else None, Path(args.data),
+                       args.images, args.frac, _opts(args.engine_opt, "--engine-opt"),
+                       _opts(args.against_opt, "--against-opt"), args.threads or default_threads(),
+                       args.exhaustive)
+    print_finding(finding)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(finding, indent=1) + "\n")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("localize", help="first quantized tensor where an engine leaves the reference")
+    p.add_argument("--model", required=True, help="the INT8 QDQ model the engine runs")
+    p.add_argument("--engine", required=True, help="engine under test")
+    p.add_argument("--against", default="qdq-ref", help="reference engine (default: qdq-ref)")
+    p.add_argument("--against-model", help="model the reference runs (default: --model); tensors "
+                                           "are matched by name")
+    p.add_argument("--data", required=True, help="COCO-layout folder (uses val2017/) or an image folder")
+    p.add_argument("--images", type=int, default=4, help="first N images, sorted (default 4)")
+    p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
+                   help="a tensor diverges when more than this fraction of its elements is off by "
+                        "more than one quantization step (default 0.01)")
+    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--exhaustive", action="store_true",
+                   help="probe every quantized tensor (one compile each), check every node in "
+                        "context and list every fault")
+    p.add_argument("--out", help="also write the finding as JSON")
+    p.set_defaults(func=cmd_localize)
