@@ -330,8 +330,10 @@ def draw(dataset: Any, index: int, d: ImageDiff, label_a: str, label_b: str,
             if st == "matched":  # unlabelled: the differences are what the picture is for
                 continue
             text = f"{names.get(int(rows[i, 6]), int(rows[i, 6]))} {rows[i, 5]:.2f}"
-            cv2.putText(p, text, (x0 + 2, max(y0 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        COLOURS[st], 1, cv2.LINE_AA)
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+            ty = y0 - 3 if y0 - th - 5 >= 0 else y0 + th + 3  # above the box, or inside at the top
+            cv2.rectangle(p, (x0, ty - th - 2), (x0 + tw + 4, ty + 2), COLOURS[st], -1)
+            cv2.putText(p, text, (x0 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
         bar = np.full((24, p.shape[1], 3), 255, np.uint8)
         cv2.putText(bar, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         panels.append(np.vstack([bar, p]))
