@@ -18,7 +18,7 @@ from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
 # Modules that own a group of commands and expose register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history")
+COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
 
 
 def default_threads() -> int:
