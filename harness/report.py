@@ -71,7 +71,7 @@ def wide_console(stderr: bool = False) -> Console:
     """A log or CI capture is not a terminal; rich would wrap the table at 80 columns."""
     c = Console(stderr=stderr)
     if not c.is_terminal:
-        c = Console(stderr=stderr, width=150)
+        c = Console(stderr=stderr, width=170)
     return c
 
 
