@@ -191,20 +191,12 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def letterbox(img, size: int = IMG_SIZE, color=(114, 114, 114)):
-    """YOLOv7 letterbox (auto=False, scaleup=True): keep aspect, pad evenly.
+def letterbox(img, size: int = IMG_SIZE):
+    """The harness's own letterbox, so training sees exactly the evaluation preprocessing.
 
-    Returns (padded image, ratio r, (dw, dh)) where dw/dh are the (float) half
-    paddings, so original = (letterboxed - (dw, dh)) / r."""
-    import cv2
+    Returns (padded image, ratio r, (dw, dh)) where dw/dh are the (float) half paddings, so
+    original = (letterboxed - (dw, dh)) / r."""
+    from harness.letterbox import letterbox as harness_letterbox
 
-    h, w = img.shape[:2]
-    r = min(size / h, size / w)
-    nw, nh = int(round(w * r)), int(round(h * r))
-    dw, dh = (size - nw) / 2, (size - nh) / 2
-    if (w, h) != (nw, nh):
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
-    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
-    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=color)
-    return img, r, (dw, dh)
+    out, info = harness_letterbox(img, size)
+    return out, info.ratio, (info.pad_left, info.pad_top)
