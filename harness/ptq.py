@@ -189,7 +189,7 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
         "ActivationSymmetric": r.activation_symmetric,
         "WeightSymmetric": True,
         "QuantizeBias": r.quantize_bias,
-        "CalibStridedMinMax": stride_for(len(calib)),
+        "CalibStridedMinMax": stride_for(len(calib), CALIB_STRIDE),
     }
     if method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
