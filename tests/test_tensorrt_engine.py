@@ -655,14 +655,9 @@ class FakeContext:
         return True
 
 
-class FakeLogger:
-    def errors(self, since=0):
-        return []
-
-
 def fake_engine(cudart, runtime=None, out_shape=(1, 6, 7)):
     eng = TensorRtEngine()
-    eng.trt, eng.cudart, eng.logger = FakeTrt, cudart, FakeLogger()
+    eng.trt, eng.cudart = FakeTrt, cudart
     eng.run_settings = runtime or RuntimeSettings()
     eng.session = CudaSession(cudart, 0)
     eng.engine = FakeCudaEngine(
@@ -705,6 +700,14 @@ def test_engine_gpu_times_feed_describe():
     assert info["settings"]["cuda_graph"] is False and info["settings"]["strongly_typed"]
     assert info["settings"]["io"]["input"]["shape"] == [1, 3, 4, 4]
     assert info["library"] == "tensorrt" and info["version"] == "10.99.0-fake"
+
+
+def test_gpu_compute_window_follows_the_runners_run_count():
+    eng = fake_engine(FakeCudart())
+    for k in range(5):
+        eng.run(sample(k))
+    eng.timed_runs = 3  # what a runner with --runs 3 would set
+    assert eng.describe()["extra_latency_ms"]["gpu_compute"]["n"] == 3
 
 
 def test_engine_refuses_wrong_input():

@@ -246,7 +246,6 @@ class FakeRuntime:
 def engine_for_cache_test(cache_dir: Path) -> TensorRtEngine:
     eng = TensorRtEngine()
     eng.config.cache_dir = cache_dir
-    eng.logger = make_logger(trt)
     eng.runtime = FakeRuntime()
     eng.identity = DeviceIdentity(0, "NVIDIA Test GPU", "8.9", 24 << 30, "00000000:01:00.0",
                                   "12.4", "12.4")

@@ -65,7 +65,6 @@ class TensorRtEngine(Engine):
         super().__init__(config)
         self.trt: Any = None
         self.cudart: Any = None
-        self.logger: Any = None
         self.runtime: Any = None
         self.engine: Any = None
         self.context: Any = None
@@ -108,8 +107,10 @@ class TensorRtEngine(Engine):
             self.driver = driver_version(nvml, self.identity.cuda_driver_version)
             self.nvml_at_load = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml
                                  else {"nvml": "unavailable: nvidia-ml-py is not installed"})
-            self.logger = make_logger(trt)
-            self.runtime = trt.Runtime(self.logger)
+            # The runtime gets TensorRT's native logger (to stderr): no Python runs inside
+            # TensorRT during deserialize, execute or teardown. Builds use a recording
+            # Python logger, so a refusal carries TensorRT's words (see trt/build.py).
+            self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             self.engine = self._engine_from_cache_or_build(trt, model)
             self._bind()
         except (CudaError, IoPlanError, BuildError, OSError) as e:  # OSError: model or cache I/O
@@ -142,8 +143,8 @@ class TensorRtEngine(Engine):
                 self.cache = decision
                 return engine
             # Same facts, yet TensorRT refuses the bytes: never trust it, rebuild over it.
-            decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan: "
-                                     + " | ".join(self.logger.errors()), decision.key,
+            decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan "
+                                     "(its log on stderr says why)", decision.key,
                                      decision.plan_path)
         self.cache = decision
         plan = self._build(trt, model, fields)
@@ -151,21 +152,24 @@ class TensorRtEngine(Engine):
         self.build_info["stored_as"] = str(stored) if stored else None
         engine = self.runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise BuildError("the freshly built plan did not deserialize: "
-                             + " | ".join(self.logger.errors()))
+            raise BuildError("the freshly built plan did not deserialize (TensorRT's log on "
+                             "stderr says why)")
         return engine
 
     def _build(self, trt: Any, model: Path, fields: CacheKeyFields) -> bytes:
         timing = TimingCacheFile(self.config.cache_dir, fields)
         t0 = time.perf_counter()
-        parsed = parse_onnx(trt, model, self.logger)
-        result = build_plan(trt, parsed, self.build_settings, self.logger, timing.load())
+        logger = make_logger(trt)
+        parsed = parse_onnx(trt, model, logger)
+        result = build_plan(trt, parsed, self.build_settings, logger, timing.load())
+        strongly_typed, warnings = parsed.strongly_typed, parsed.warnings
+        del parsed  # builder, network and parser go now, not at some garbage collection
         if result.timing_cache:
             timing.save(result.timing_cache)
         self.build_info = {
             "build_s": round(time.perf_counter() - t0, 3),
-            "network_strongly_typed": parsed.strongly_typed,
-            "parser_warnings": parsed.warnings,
+            "network_strongly_typed": strongly_typed,
+            "parser_warnings": warnings,
             "timing_cache": result.timing_cache_status,
             "timing_cache_file": str(timing.path) if timing.path else None,
             "plan_bytes": len(result.plan),
@@ -207,8 +211,8 @@ class TensorRtEngine(Engine):
             if self.graph is not None:
                 self.graph.launch()
             elif not self._enqueue():
-                raise EngineFailure("tensorrt: execute_async_v3 returned False: "
-                                    + " | ".join(self.logger.errors()))
+                raise EngineFailure("tensorrt: execute_async_v3 returned False (TensorRT's log "
+                                    "on stderr says why)")
             session.record(session.end, "end")
             session.to_host(out)
             session.synchronize()

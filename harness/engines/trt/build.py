@@ -7,6 +7,9 @@ a GPU) in the tests.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,23 +33,56 @@ class BuildError(Exception):
     """The builder returned no plan; the message carries what the builder logged."""
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector off during a TensorRT call that may log.
+
+    TensorRT calls a Python logger from inside its own locks. A collection triggered by an
+    allocation inside that callback can destroy an unreachable TensorRT object (a builder
+    left in a reference cycle, e.g. by a stored traceback), whose destructor takes the same
+    lock: the process hangs. Seen with tensorrt-rtx in the test suite (a builder and parser
+    kept alive by a ParserRefusal's traceback, collected inside the next build's logging);
+    pausing the collector, or freeing those objects before raising, each removed the hang.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+_LOGGER_CLASSES: dict[str, type] = {}
+
+
+def _logger_class(trt: Any) -> type:
+    """One class per TensorRT module, made once: a class built per call would itself be a
+    reference cycle, i.e. more work for the collector (see gc_paused)."""
+    key = trt.__name__
+    if key not in _LOGGER_CLASSES:
+
+        class RecordingLogger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)  # pybind11 trampoline: the base must be initialised
+                self.records: list[tuple[str, str]] = []
+
+            def log(self, severity: Any, msg: str) -> None:
+                name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1]
+                if name in KEPT_SEVERITIES:
+                    self.records.append((name, msg))
+
+            def errors(self, since: int = 0) -> list[str]:
+                return [m for s, m in self.records[since:] if s != "WARNING"]
+
+        _LOGGER_CLASSES[key] = RecordingLogger
+    return _LOGGER_CLASSES[key]
+
+
 def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps warnings and errors, to put them into our messages."""
-
-    class RecordingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # pybind11 trampoline: the base must be initialised
-            self.records: list[tuple[str, str]] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1]
-            if name in KEPT_SEVERITIES:
-                self.records.append((name, msg))
-
-        def errors(self, since: int = 0) -> list[str]:
-            return [m for s, m in self.records[since:] if s != "WARNING"]
-
-    return RecordingLogger()
+    """A TensorRT logger that keeps warnings and errors, to put them into our messages.
+    Used for building only; call TensorRT under gc_paused() while it is attached."""
+    return _logger_class(trt)()
 
 
 @dataclass
@@ -96,15 +132,20 @@ class ParsedNetwork:
 def parse_onnx(trt: Any, model: Path, logger: Any) -> ParsedNetwork:
     """Parse `model` into a strongly typed network; raise ParserRefusal with the parser's
     errors (and the logger's error lines, which name the failing assertion) on refusal."""
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
     mark = len(getattr(logger, "records", []))
-    # parse_from_file, not parse(bytes): it resolves external weight files next to the model
-    if not parser.parse_from_file(str(model)):
+    with gc_paused():
+        builder = trt.Builder(logger)
+        network = builder.create_network(network_flags(trt))
+        parser = trt.OnnxParser(network, logger)
+        # parse_from_file, not parse(bytes): it resolves external weight files beside the model
+        ok = parser.parse_from_file(str(model))
+    if not ok:
         messages = [str(m) for m in parser_messages(parser)]
         if not messages and hasattr(logger, "errors"):
             messages = logger.errors(mark)
+        # Free them now, by reference count: the exception's traceback would otherwise keep
+        # them alive until some later garbage collection (see gc_paused).
+        del parser, network, builder
         raise ParserRefusal(Path(model), messages or ["no error message (parse returned False)"])
     # Asked back from the network rather than assumed from the flags we passed.
     get_flag = getattr(network, "get_flag", None)
@@ -151,14 +192,16 @@ def _attach_timing_cache(config: Any, data: bytes | None) -> str:
 def build_plan(trt: Any, parsed: ParsedNetwork, settings: BuildSettings, logger: Any,
                timing_cache: bytes | None = None) -> BuildResult:
     """build_serialized_network with our settings and the timing cache; plan bytes out."""
-    config = builder_config(trt, parsed.builder, settings)
-    status = _attach_timing_cache(config, timing_cache)
     mark = len(getattr(logger, "records", []))
-    serialized = parsed.builder.build_serialized_network(parsed.network, config)
+    with gc_paused():
+        config = builder_config(trt, parsed.builder, settings)
+        status = _attach_timing_cache(config, timing_cache)
+        serialized = parsed.builder.build_serialized_network(parsed.network, config)
     if serialized is None:
         errors = logger.errors(mark) if hasattr(logger, "errors") else []
         raise BuildError("tensorrt could not build the engine: "
                          + (" | ".join(errors) or "build_serialized_network returned None"))
-    new_cache = config.get_timing_cache()
-    cache_bytes = bytes(memoryview(new_cache.serialize())) if new_cache is not None else None
+    with gc_paused():
+        new_cache = config.get_timing_cache()
+        cache_bytes = bytes(memoryview(new_cache.serialize())) if new_cache is not None else None
     return BuildResult(bytes(memoryview(serialized)), cache_bytes, status)
