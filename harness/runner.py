@@ -132,6 +132,7 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
         lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
+        engine.timed_runs = req.protocol.runs
         lat["first_inference_ms"] = out.first_inference_ms
         lat["timed"] = cls.timed
         res["latency_ms"] = lat

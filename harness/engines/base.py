@@ -47,6 +47,9 @@ class Engine(ABC):
 
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
+        #: How many trailing run() calls the latency protocol timed (set by the runner), for
+        #: engines that collect their own per-call timings (TensorRT's GPU compute time).
+        self.timed_runs: int | None = None
 
     @classmethod
     def probe(cls) -> str | None:

@@ -229,7 +229,7 @@ class TensorRtEngine(Engine):
         after = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml and self.identity
                  else {"nvml": "unavailable"})
         # The runner may set `timed_runs` (its --runs); else the locked protocol's count.
-        gpu_compute = self.gpu_times.summary(getattr(self, "timed_runs", None) or _protocol_runs())
+        gpu_compute = self.gpu_times.summary(self.timed_runs or _protocol_runs())
         return {
             "library": "tensorrt",
             "version": str(getattr(trt, "__version__", "unknown")),
