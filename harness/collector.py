@@ -15,7 +15,8 @@ from .envinfo import environment
 from .errors import QParityError
 from .metrics import METRIC_NAMES
 from .protocol import Protocol, locked_protocol
-from .runner import RESULT_SCHEMA, write_json_atomic
+from .fileio import write_json_atomic
+from .runner import RESULT_SCHEMA
 
 REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"

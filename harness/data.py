@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .errors import QParityError
+from .fileio import sha256_file
 
 # The 80 category ids COCO's detectors predict, in model-class order (COCO's "80 -> 91" map).
 COCO80_TO_91 = [
@@ -22,19 +23,6 @@ COCO80_TO_91 = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algorithm).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")
-
-
-def md5_file(path: Path) -> str:
-    return file_digest(path, "md5")
 
 
 def list_images(images_dir: Path) -> list[Path]:

@@ -66,7 +66,7 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
     model = model_dir / "model-int8.onnx"
     console.print(f"[bold]3/6[/] PTQ (portable, percentile {99.99}) on {len(calib)} calibration images")
     record = quantize(DEMO_MODEL, calib, model, recipe="portable", protocol=protocol)
-    console.print(f"[bold]4/6[/] check-model")
+    console.print("[bold]4/6[/] check-model")
     verdict = check_model(model, protocol.size)
     print_check(verdict)
     results = out / "results"

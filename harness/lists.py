@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import list_images, sha256_file
+from .data import list_images
+from .fileio import sha256_file
 from .errors import QParityError
 
 CALIB_EVERY, CALIB_MAX = 10, 512  # `sort | awk 'NR%10==1' | head -n 512`

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import md5_file, sha256_file
+from .fileio import md5_file, sha256_file
 from .errors import QParityError
 
 

@@ -31,7 +31,8 @@ from .collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME
                         load_results, map_delta)
 from .errors import QParityError
 from .protocol import locked_protocol
-from .runner import RESULT_SCHEMA, write_json_atomic
+from .fileio import write_json_atomic
+from .runner import RESULT_SCHEMA
 
 NIGHTLY_REPORT = "nightly_report.json"
 NIGHTLY_SUMMARY = "nightly_summary.md"

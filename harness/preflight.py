@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .diagnose.graph import with_outputs
 from .errors import QParityError
 from .modelinfo import inspect_model
 
@@ -121,13 +122,8 @@ def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict
         or all(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))]
     if not concats:
         return []
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    wanted = sorted({i for c in concats for i in c.input} - existing)
-    for name in wanted:
-        probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        probe.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    existing = {o.name for o in model.graph.output}
+    probe = with_outputs(model, sorted({i for c in concats for i in c.input} - existing))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3

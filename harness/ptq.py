@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import onnx
 
-from .data import md5_file, sha256_file
+from .fileio import md5_file, sha256_file
 from .envinfo import library_versions
 from .errors import QParityError
 from .letterbox import letterbox, to_input

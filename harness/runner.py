@@ -8,11 +8,9 @@ parent then writes as an `error` saying how the child died.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from .engines import EngineConfig, EngineFailure, EngineUnavailable, engine_clas
 from .envinfo import environment
 from .errors import QParityError
 from .evaluate import run_dataset
+from .fileio import write_json_atomic
 from .latency import measure
 from .metrics import evaluate
 from .modelinfo import inspect_model
@@ -66,20 +65,6 @@ def result_path(out: Path, engine: str) -> Path:
 
 def detections_path(out: Path, engine: str) -> Path:
     return Path(out) / "detections" / f"{engine}.npz"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Readers (the collector, a concurrent compose service) never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_result(engine: str, protocol: Protocol) -> dict[str, Any]:

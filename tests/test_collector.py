@@ -5,7 +5,8 @@ import pytest
 from harness.collector import collect, gate, map_delta
 from harness.errors import QParityError
 from harness.protocol import locked_protocol
-from harness.runner import new_result, write_json_atomic
+from harness.fileio import write_json_atomic
+from harness.runner import new_result
 
 
 def result(engine, map50_95, sha="abc", status="ok", median=10.0):

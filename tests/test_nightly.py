@@ -32,7 +32,8 @@ from harness.engines import EngineConfig
 from harness.engines.ort_cpu import OrtCpuEngine
 from harness.nightly import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
 from harness.protocol import locked_protocol
-from harness.runner import RunRequest, execute, write_json_atomic
+from harness.fileio import write_json_atomic
+from harness.runner import RunRequest, execute
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"

@@ -61,7 +61,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from harness.engines.tensorrt import TensorRtEngine  # noqa: E402
 from harness.engines.trt.build import (ParserRefusal, build_plan, make_logger,  # noqa: E402
                                        parse_onnx)
-from harness.engines.trt.cache import CacheKeyFields, PlanCache, sha256_file  # noqa: E402
+from harness.engines.trt.cache import CacheKeyFields, PlanCache  # noqa: E402
+from harness.fileio import sha256_file  # noqa: E402
 from harness.engines.trt.gpuinfo import DeviceIdentity  # noqa: E402
 from harness.engines.trt.settings import BuildSettings  # noqa: E402
 

@@ -166,7 +166,7 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
                 progress: bool = True) -> dict[str, Any]:
     import onnx
 
-    from ..data import sha256_file
+    from ..fileio import sha256_file
     from ..engines.base import visible_cpus
 
     if mode not in MODES:

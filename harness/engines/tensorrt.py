@@ -24,7 +24,8 @@ import numpy as np
 
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .trt.build import BuildError, ParserRefusal, build_plan, make_logger, parse_onnx
-from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile, sha256_file
+from ..fileio import sha256_file
+from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile
 from .trt.census import CensusUnavailable, census_from_inspector
 from .trt.cuda import CudaError, CudaGraph, CudaSession, StagedTensor
 from .trt.gpuinfo import (DeviceIdentity, cuda_device_identity, driver_version, import_nvml,
