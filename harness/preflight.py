@@ -16,6 +16,7 @@ from onnx import numpy_helper
 
 from .diagnose.graph import with_outputs
 from .errors import QParityError
+from .ptq import tensor_consumers
 from .modelinfo import inspect_model
 
 ENGINES = ("ort-cpu", "openvino", "tensorrt")
@@ -113,17 +114,13 @@ def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict
 
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = tensor_consumers(g)
     concats = [n for n in g.node if n.op_type == "Concat" and len(n.input) > 1 and (
         any(c.op_type == "QuantizeLinear" for c in consumers.get(n.output[0], []))
         or all(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))]
     if not concats:
         return []
-    existing = {o.name for o in model.graph.output}
-    probe = with_outputs(model, sorted({i for c in concats for i in c.input} - existing))
+    probe = with_outputs(model, sorted({i for c in concats for i in c.input}))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3

@@ -50,7 +50,7 @@ PERCENTILE = 99.99
 CALIB_STRIDE = 16  # images per calibration chunk: bounds memory whatever the set size
 
 
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+def tensor_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     out: dict[str, list[onnx.NodeProto]] = {}
     for n in graph.node:
         for i in n.input:
@@ -60,7 +60,7 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 def downstream(graph: onnx.GraphProto, start: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
     """Every node reachable from the outputs of `start` (excluding `start`), in graph order."""
-    cons = _consumers(graph)
+    cons = tensor_consumers(graph)
     seen: set[int] = set()
     queue = deque(t for n in start for t in n.output)
     while queue:
