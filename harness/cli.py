@@ -96,11 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    from .preflight import check_model, print_check
+    from .preflight import print_check, write_preflight
 
-    verdict = check_model(Path(args.model), locked_protocol().size)
-    (Path(args.out) / "preflight.json").write_text(json.dumps(verdict, indent=1) + "\n")
-    print_check(verdict)
+    print_check(write_preflight(Path(args.model), Path(args.out), locked_protocol().size))
     for req in reqs:
         err_console.print(f"[bold]>> {req.engine}[/]")
         res = run_isolated(req)

@@ -18,8 +18,9 @@ from rich.console import Console
 
 from .engines import EngineConfig, engine_class, engine_names
 from .errors import QParityError
+from .fileio import write_json_atomic
 from .lists import read_list, write_lists
-from .preflight import check_model, print_check
+from .preflight import print_check, write_preflight
 from .protocol import Protocol, locked_protocol
 from .ptq import quantize
 from .runner import RunRequest, run_isolated
@@ -49,7 +50,7 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
              engines: list[str] | None = None, threads: int | None = None,
              console: Console | None = None) -> dict[str, Any]:
     """Run the pipeline into `out`; returns the collector's report."""
-    from .collector import collect
+    from .collector import REPORT_NAME, collect
 
     console = console or Console(stderr=True)
     protocol = protocol or locked_protocol()
@@ -67,11 +68,8 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
     console.print(f"[bold]3/6[/] PTQ (portable, percentile {99.99}) on {len(calib)} calibration images")
     record = quantize(DEMO_MODEL, calib, model, recipe="portable", protocol=protocol)
     console.print("[bold]4/6[/] check-model")
-    verdict = check_model(model, protocol.size)
-    print_check(verdict)
     results = out / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "preflight.json").write_text(json.dumps(verdict, indent=1) + "\n")
+    print_check(write_preflight(model, results, protocol.size))
     engines = engines or available_engines()
     console.print(f"[bold]5/6[/] engines: {', '.join(engines)}")
     cfg = EngineConfig(threads=threads) if threads else EngineConfig()
@@ -87,5 +85,5 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
     report["demo"] = {"fp32_map50_95": (fp32_res.get("metrics") or {}).get("map50_95"),
                       "fp32_status": fp32_res["status"], "ptq": record,
                       "wall_s": round(time.perf_counter() - t0, 1)}
-    (results / "eval_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_json_atomic(results / REPORT_NAME, report)
     return report

@@ -30,7 +30,6 @@ class Prepared:
 @dataclass
 class EvalOutput:
     detections: np.ndarray  # [K, 7] COCO rows: image_id, x, y, w, h, score, category_id
-    per_image: list[Detections]  # in network-input pixels, for diffing engines
     first_inference_ms: float
     latency_inputs: list[np.ndarray]
     timing_s: dict[str, float] = field(default_factory=dict)
@@ -85,7 +84,7 @@ def run_dataset(run: Callable[[np.ndarray], np.ndarray], dataset: Dataset, proto
                 engine_name: str, on_image: Callable[[], None] | None = None,
                 keep_latency_inputs: int = 8) -> EvalOutput:
     """Run every image through `run`, decode + NMS + map back, and collect COCO rows."""
-    rows, per_image, latency_inputs = [], [], []
+    rows, latency_inputs = [], []
     totals = dict.fromkeys(("read", "letterbox", "inference", "postprocess"), 0.0)
     first_ms = float("nan")
     t_start = time.perf_counter()
@@ -99,7 +98,6 @@ def run_dataset(run: Callable[[np.ndarray], np.ndarray], dataset: Dataset, proto
         dets = decode(raw[0], protocol.conf_thres, protocol.iou_thres, protocol.max_nms,
                       protocol.max_det, protocol.multi_label, protocol.class_agnostic)
         rows.append(to_coco_rows(dets, p.info, dataset.image_ids[p.index], dataset.category_ids))
-        per_image.append(dets)
         if len(latency_inputs) < keep_latency_inputs:
             latency_inputs.append(p.x)
         totals["read"] += p.read_s
@@ -115,4 +113,4 @@ def run_dataset(run: Callable[[np.ndarray], np.ndarray], dataset: Dataset, proto
                   inference_only_images_per_s=round(n / totals["inference"], 3)
                   if totals["inference"] else 0.0)
     detections = np.concatenate(rows) if rows else np.zeros((0, 7))
-    return EvalOutput(detections, per_image, first_ms, latency_inputs, timing)
+    return EvalOutput(detections, first_ms, latency_inputs, timing)

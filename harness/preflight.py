@@ -182,6 +182,18 @@ def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None)
             "findings": [asdict(f) for f in findings], "concat_ranges": ranges, "engines": engines}
 
 
+def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
+    """Check the model and leave the verdict where the collector puts it into the report."""
+    import json
+
+    from .collector import PREFLIGHT_NAME
+
+    verdict = check_model(model, size)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / PREFLIGHT_NAME).write_text(json.dumps(verdict, indent=1) + "\n")
+    return verdict
+
+
 def print_check(verdict: dict[str, Any]) -> None:
     from rich.table import Table
 
