@@ -37,12 +37,18 @@ WORKDIR /src
 
 # Layer 1, dependencies only (from pyproject.toml via a placeholder package; see
 # ort-cpu.Dockerfile): a change to harness/ does not reinstall them.
+# The base image's TensorRT is checked before anything is installed: its version must be
+# TRT_VERSION and its CUDA major 12 (tensorrt-cu12 is what the `tensorrt` extra pins outside
+# the image); a mismatch stops the build with a message saying which. After the install, no
+# pip-installed TensorRT may shadow it (the extra installed here names none; this keeps it so).
 COPY docker/constraints.txt docker/constraints.txt
 COPY pyproject.toml README.md ./
-RUN mkdir harness && touch harness/__init__.py \
-    && python -m pip install --no-cache-dir -c docker/constraints.txt ".[tensorrt]" \
+RUN python -c "import os, sys, tensorrt; v = tensorrt.__version__; c = os.environ.get('CUDA_VERSION', '?'); sys.exit(0 if v == sys.argv[1] and c.startswith('12.') else 'base image: TensorRT ' + v + ' for CUDA ' + c + ', expected TensorRT ' + sys.argv[1] + ' for CUDA 12')" "${TRT_VERSION}" \
+    && mkdir harness && touch harness/__init__.py \
+    && python -m pip install --no-cache-dir -c docker/constraints.txt ".[tensorrt-container]" \
     && python -m pip uninstall --yes qparity \
-    && rm -rf harness build ./*.egg-info
+    && rm -rf harness build ./*.egg-info \
+    && if python -m pip list --path /opt/venv/lib/python3*/site-packages 2>/dev/null | grep -Ei '^tensorrt'; then echo "a pip-installed TensorRT would shadow the base image's" >&2; exit 1; fi
 
 # Layer 2, the package itself.
 COPY harness/ harness/

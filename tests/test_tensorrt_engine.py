@@ -81,7 +81,7 @@ def test_runner_reports_tensorrt_unavailable(tmp_path):
 
 def test_registry_selects_the_engine():
     assert engine_class("tensorrt") is TensorRtEngine
-    assert TensorRtEngine.timed.startswith("host latency")
+    assert TensorRtEngine.timed.startswith("end-to-end host wall time")
 
 
 def test_importing_the_engine_imports_nothing_gpu_related():
@@ -211,8 +211,10 @@ def test_cache_key_format_is_pinned():
     """The key is sha256 of the facts as canonical JSON (sorted keys, no spaces). Pinned,
     because changing how keys are computed silently orphans every cached engine."""
     canonical = ('{"builder_settings":{"optimization_level":3},"compute_capability":"9.0",'
-                 '"driver_version":"550.54.15","gpu_name":"NVIDIA H100 80GB HBM3",'
-                 '"model_sha256":"' + "ab" * 32 + '","schema":1,"tensorrt_version":"10.3.0"}')
+                 '"driver_version":"550.54.15","external_data_sha256":{},'
+                 '"gpu_name":"NVIDIA H100 80GB HBM3",'
+                 '"model_sha256":"' + "ab" * 32 + '","schema":2,"sm_count":null,'
+                 '"tensorrt_cuda_major":null,"tensorrt_version":"10.3.0"}')
     expected = hashlib.sha256(canonical.encode()).hexdigest()
     assert cache_key(fields(builder_settings={"optimization_level": 3})) == expected
 
@@ -222,6 +224,10 @@ def test_cache_key_format_is_pinned():
     {"driver_version": "555.42.02"}, {"model_sha256": "cd" * 32},
     {"builder_settings": BuildSettings(optimization_level=5).to_dict()},
     {"builder_settings": BuildSettings(workspace_mb=512).to_dict()},
+    {"builder_settings": BuildSettings(tf32=True).to_dict()},
+    {"external_data_sha256": {"model.onnx.data": "ef" * 32}},
+    {"sm_count": 14},  # e.g. a MIG slice of the same GPU
+    {"tensorrt_cuda_major": 13},
 ])
 def test_every_fact_changes_the_key(change):
     assert cache_key(fields(**change)) != cache_key(fields())
@@ -361,6 +367,11 @@ class FakeTrt:
         DEVICE = 0
         HOST = 1
 
+    class ProfilingVerbosity(enum.Enum):
+        LAYER_NAMES_ONLY = 0
+        NONE = 1
+        DETAILED = 2
+
     class DataType(enum.Enum):
         FLOAT = 0
         HALF = 1
@@ -466,8 +477,17 @@ def test_check_cuda_on_real_cuda_python_without_driver():
     """cuda-python's real answer on a machine without a driver becomes a clear error."""
     runtime = pytest.importorskip("cuda.bindings.runtime",
                                   reason="cuda-python not installed (tensorrt extra)")
+    try:
+        result = runtime.cudaGetDeviceCount()
+    except RuntimeError as e:
+        # cuda-bindings 12.8 raises when it cannot dlopen the driver instead of returning an
+        # error code; the probe (which only asks after the ctypes driver check) names it.
+        # (the second call says 'Function "cuInit" not found').
+        assert "libcuda" in str(e)
+        assert status._cuda_python_error().startswith("RuntimeError: ")
+        return
     with pytest.raises(CudaError, match="cudaGetDeviceCount failed: cudaError"):
-        check_cuda(runtime.cudaGetDeviceCount(), "cudaGetDeviceCount")
+        check_cuda(result, "cudaGetDeviceCount")
 
 
 def test_host_view_writes_through_to_the_memory():
@@ -588,6 +608,7 @@ class FakeCudart:
         else:
             assert src in self.dev and dst in self.host
         ctypes.memmove(dst, src, n)
+        self.gpu_clock_ms += 0.25  # a copy takes GPU-stream time too
         return (self.ok,)
 
     def cudaStreamSynchronize(self, stream):
@@ -629,6 +650,8 @@ class FakeContext:
         self.cudart, self.engine = cudart, engine
         self.addresses = {}
         self.executes = 0
+        # a context inherits the plan's profiling verbosity (qparity builds DETAILED)
+        self.nvtx_verbosity = FakeTrt.ProfilingVerbosity.DETAILED
 
     def set_tensor_address(self, name, ptr):
         assert ptr in self.cudart.dev

@@ -248,7 +248,7 @@ def engine_for_cache_test(cache_dir: Path) -> TensorRtEngine:
     eng = TensorRtEngine()
     eng.config.cache_dir = cache_dir
     eng.runtime = FakeRuntime()
-    eng.identity = DeviceIdentity(0, "NVIDIA Test GPU", "8.9", 24 << 30, "00000000:01:00.0",
+    eng.identity = DeviceIdentity(0, "NVIDIA Test GPU", "8.9", 24 << 30, 58, "00000000:01:00.0",
                                   "12.4", "12.4")
     eng.driver = ("550.54.15", "nvml")
     return eng
@@ -280,7 +280,8 @@ def test_other_gpu_gets_its_own_entry(standin_model, tmp_path):
     eng = engine_for_cache_test(tmp_path)
     eng._engine_from_cache_or_build(trt, standin_model)
     other = engine_for_cache_test(tmp_path)
-    other.identity = DeviceIdentity(0, "NVIDIA Other GPU", "9.0", 80 << 30, None, "12.4", "12.4")
+    other.identity = DeviceIdentity(0, "NVIDIA Other GPU", "9.0", 80 << 30, 132, None, "12.4",
+                                    "12.4")
     other._engine_from_cache_or_build(trt, standin_model)
     assert other.cache.status == "miss" and "gpu_name" in other.cache.reason
     assert len(list((tmp_path / "tensorrt").glob("*.plan"))) == 2

@@ -5,9 +5,10 @@ network: no calibrator, no precision flags). Built plans are cached beside the r
 keyed by everything that makes a plan valid (see trt/cache.py). CUDA memory goes through
 cuda-python: page-locked host buffers, one non-blocking stream, asynchronous copies.
 
-What one latency sample covers is `timed` below: the copy in, the execution, the copy out
-and the synchronize, i.e. what an application waits for per image. The GPU compute time
-alone (CUDA events around the execution) is recorded beside it.
+Three latency figures, each labelled with what it covers (trt/gputime.py): the runner's
+sample (`timed` below) is the end-to-end host wall time of `run()`, what the CPU engines are
+compared on; CUDA events add the GPU compute alone (trtexec's "GPU Compute Time") and H2D +
+compute + D2H (trtexec's "Latency") under describe()'s "extra_latency_ms".
 
 Import hygiene: this module imports nothing GPU-related. `probe` checks the driver through
 ctypes before TensorRT is imported, because creating a TensorRT runtime without a usable
@@ -23,17 +24,18 @@ from typing import Any
 import numpy as np
 
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
-from .trt.build import BuildError, ParserRefusal, build_plan, make_logger, parse_onnx
+from .trt.build import (BuildError, ParserRefusal, build_plan, gc_paused, make_logger,
+                        parse_onnx)
 from ..fileio import sha256_file
 from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile
 from .trt.census import CensusUnavailable, census_from_inspector
 from .trt.cuda import CudaError, CudaGraph, CudaSession, StagedTensor
 from .trt.gpuinfo import (DeviceIdentity, cuda_device_identity, driver_version, import_nvml,
                           nvml_snapshot)
-from .trt.gputime import GpuTimes
+from .trt.gputime import FIGURES, GPU_COMPUTE, H2D_COMPUTE_D2H, HOST_WALL, GpuTimes
 from .trt.io_plan import IoPlan, IoPlanError, plan_io, specs_from_engine
 from .trt.settings import BuildSettings, OptionError, RuntimeSettings, parse_options
-from .trt.status import collect_facts, unavailable_reason
+from .trt.status import collect_facts, tensorrt_cuda_build, unavailable_reason
 
 
 def check_model_verdict(model: Path) -> str:
@@ -60,7 +62,7 @@ def _protocol_runs() -> int:
 
 class TensorRtEngine(Engine):
     name = "tensorrt"
-    timed = "host latency: H2D copy + execute_async_v3 + D2H copy + stream synchronize"
+    timed = HOST_WALL
 
     def __init__(self, config: EngineConfig | None = None):
         super().__init__(config)
@@ -81,7 +83,10 @@ class TensorRtEngine(Engine):
         self.cache: CacheDecision | None = None
         self.build_info: dict[str, Any] = {}
         self.nvml_at_load: dict[str, Any] = {}
-        self.gpu_times = GpuTimes()
+        self.gpu_times = GpuTimes(GPU_COMPUTE)
+        self.copy_times = GpuTimes(H2D_COMPUTE_D2H)
+        self.logger: Any = None
+        self.tensorrt_cuda: tuple[int | None, str] = (None, "unknown")
 
     @classmethod
     def probe(cls) -> str | None:
@@ -108,15 +113,19 @@ class TensorRtEngine(Engine):
             self.driver = driver_version(nvml, self.identity.cuda_driver_version)
             self.nvml_at_load = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml
                                  else {"nvml": "unavailable: nvidia-ml-py is not installed"})
-            # The runtime gets TensorRT's native logger (to stderr): no Python runs inside
-            # TensorRT during deserialize, execute or teardown. Builds use a recording
-            # Python logger, so a refusal carries TensorRT's words (see trt/build.py).
-            self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self.tensorrt_cuda = tensorrt_cuda_build()
+            # One logger for runtime, builder and parser: TensorRT keeps the first one it is
+            # given for the whole process (see trt/build.make_logger).
+            self.logger = make_logger(trt)
+            self.runtime = self._create("trt.Runtime", lambda: trt.Runtime(self.logger))
             self.engine = self._engine_from_cache_or_build(trt, model)
             self._bind()
         except (CudaError, IoPlanError, BuildError, OSError) as e:  # OSError: model or cache I/O
             self.close()
             raise EngineFailure(f"tensorrt: {e}") from e
+        except (TypeError, RuntimeError) as e:  # pybind11's words for a null TensorRT object
+            self.close()
+            raise EngineFailure(f"tensorrt: {type(e).__name__}: {e}; {self._cuda_hint()}") from e
         except ParserRefusal as e:
             self.close()
             raise EngineFailure(f"{e} || {check_model_verdict(model)}") from e
@@ -124,12 +133,38 @@ class TensorRtEngine(Engine):
             self.close()
             raise
 
+    def _create(self, what: str, make: Any) -> Any:
+        """A TensorRT factory call; None (or pybind11's TypeError for a null object) becomes
+        an error naming the call, TensorRT's own error lines and the likely cause."""
+        mark = len(self.logger.records) if self.logger is not None else 0
+        with gc_paused():
+            obj = make()
+        if obj is None:
+            raise BuildError(f"{what} returned None{self._logged(mark)}; {self._cuda_hint()}")
+        return obj
+
+    def _logged(self, mark: int) -> str:
+        errors = self.logger.errors(mark) if self.logger is not None else []
+        return (": " + " | ".join(errors)) if errors else ""
+
+    def _cuda_hint(self) -> str:
+        """The usual cause when TensorRT cannot create its objects on a working GPU."""
+        major, source = self.tensorrt_cuda
+        driver = self.identity.cuda_driver_version if self.identity else None
+        built = f"CUDA {major} build ({source})" if major else f"CUDA build unknown ({source})"
+        return (f"TensorRT is its {built}, the driver supports CUDA {driver or 'unknown'}; "
+                "TensorRT logs CUDA error 35 when its CUDA major is newer than the driver's "
+                "(install tensorrt-cu12 for a CUDA 12 driver), else see TensorRT's log above")
+
     def _cache_fields(self, trt: Any, model: Path) -> CacheKeyFields:
         assert self.identity is not None
         return CacheKeyFields(tensorrt_version=str(trt.__version__), gpu_name=self.identity.name,
                               compute_capability=self.identity.compute_capability,
                               driver_version=self.driver[0], model_sha256=sha256_file(model),
-                              builder_settings=self.build_settings.to_dict())
+                              builder_settings=self.build_settings.to_dict(),
+                              external_data_sha256=external_data_hashes(model),
+                              sm_count=self.identity.sm_count,
+                              tensorrt_cuda_major=self.tensorrt_cuda[0])
 
     def _engine_from_cache_or_build(self, trt: Any, model: Path) -> Any:
         fields = self._cache_fields(trt, model)
@@ -139,28 +174,31 @@ class TensorRtEngine(Engine):
             decision = CacheDecision("stale", "rebuild=1 requested", decision.key,
                                      decision.plan_path)
         if decision.status == "hit":
-            engine = self.runtime.deserialize_cuda_engine(cache.read(decision))
+            with gc_paused():
+                engine = self.runtime.deserialize_cuda_engine(cache.read(decision))
             if engine is not None:
                 self.cache = decision
                 return engine
             # Same facts, yet TensorRT refuses the bytes: never trust it, rebuild over it.
-            decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan "
-                                     "(its log on stderr says why)", decision.key,
-                                     decision.plan_path)
+            decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan"
+                                     + (self._logged(0)[:300] or " (its log says why)"),
+                                     decision.key, decision.plan_path)
         self.cache = decision
         plan = self._build(trt, model, fields)
         stored = cache.store(fields, plan)
         self.build_info["stored_as"] = str(stored) if stored else None
-        engine = self.runtime.deserialize_cuda_engine(plan)
+        mark = len(self.logger.records) if self.logger is not None else 0
+        with gc_paused():
+            engine = self.runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise BuildError("the freshly built plan did not deserialize (TensorRT's log on "
-                             "stderr says why)")
+            raise BuildError("the freshly built plan did not deserialize"
+                             + (self._logged(mark) or " (TensorRT's log says why)"))
         return engine
 
     def _build(self, trt: Any, model: Path, fields: CacheKeyFields) -> bytes:
         timing = TimingCacheFile(self.config.cache_dir, fields)
         t0 = time.perf_counter()
-        logger = make_logger(trt)
+        logger = self.logger if self.logger is not None else make_logger(trt)
         parsed = parse_onnx(trt, model, logger)
         result = build_plan(trt, parsed, self.build_settings, logger, timing.load())
         strongly_typed, warnings = parsed.strongly_typed, parsed.warnings
@@ -182,16 +220,29 @@ class TensorRtEngine(Engine):
         trt, session = self.trt, self.session
         assert session is not None
         self.io = plan_io(specs_from_engine(trt, self.engine))
-        self.context = self.engine.create_execution_context()
+        with gc_paused():
+            self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BuildError("create_execution_context returned None (out of device memory?)")
+        self._set_nvtx_verbosity()
         self.inp = session.stage(self.io.input)
         self.out = session.stage(self.io.output)
         for t in (self.inp, self.out):
             if not self.context.set_tensor_address(t.plan.name, t.device_ptr):
                 raise BuildError(f"set_tensor_address({t.plan.name!r}) was refused")
         if self.run_settings.cuda_graph:
-            self.graph = CudaGraph(session, self._enqueue)
+            try:
+                self.graph = CudaGraph(session, self._enqueue)
+            except RuntimeError as e:  # CudaError included: capture refused, or enqueue False
+                raise BuildError(f"CUDA graph capture failed ({e}); run without "
+                                 "--engine-opt cuda_graph=1") from e
+
+    def _set_nvtx_verbosity(self) -> None:
+        """Timed runs emit the NVTX markers asked for (default LAYER_NAMES_ONLY), not the
+        DETAILED ones the plan was built with for the census."""
+        level = getattr(self.trt.ProfilingVerbosity, self.run_settings.nvtx)
+        self.context.nvtx_verbosity = level
+        self.nvtx_applied = str(getattr(self.context.nvtx_verbosity, "name", level))
 
     def _enqueue(self) -> bool:
         assert self.session is not None
@@ -207,6 +258,7 @@ class TensorRtEngine(Engine):
                                 f"{inp.plan.dtype}{list(inp.plan.shape)}")
         try:
             np.copyto(inp.host, x)  # into page-locked memory: the H2D copy can be async
+            session.record(session.copy_start, "copy_start")
             session.to_device(inp)
             session.record(session.start, "start")
             if self.graph is not None:
@@ -216,8 +268,10 @@ class TensorRtEngine(Engine):
                                     "on stderr says why)")
             session.record(session.end, "end")
             session.to_host(out)
+            session.record(session.copy_end, "copy_end")
             session.synchronize()
-            self.gpu_times.add(session.elapsed_ms())
+            self.gpu_times.add(session.elapsed_ms(session.start, session.end))
+            self.copy_times.add(session.elapsed_ms(session.copy_start, session.copy_end))
         except CudaError as e:
             raise EngineFailure(f"tensorrt: {e}") from e
         return out.host.copy()  # the staging buffer is overwritten by the next run
@@ -230,7 +284,10 @@ class TensorRtEngine(Engine):
         after = (nvml_snapshot(nvml, self.identity.pci_bus_id) if nvml and self.identity
                  else {"nvml": "unavailable"})
         # The runner may set `timed_runs` (its --runs); else the locked protocol's count.
-        gpu_compute = self.gpu_times.summary(self.timed_runs or _protocol_runs())
+        window = self.timed_runs or _protocol_runs()
+        extra = {name: stats for name, stats in (
+            ("gpu_compute", self.gpu_times.summary(window)),
+            ("h2d_compute_d2h", self.copy_times.summary(window))) if stats}
         return {
             "library": "tensorrt",
             "version": str(getattr(trt, "__version__", "unknown")),
@@ -239,6 +296,12 @@ class TensorRtEngine(Engine):
                 "builder": self.build_settings.to_dict(),
                 "strongly_typed": self.build_settings.strongly_typed,
                 "precision_flags": "none (explicit quantization: Q/DQ nodes decide)",
+                "tf32": self.build_settings.tf32,
+                "float_math": ("TF32 allowed for float convolutions/matmuls"
+                               if self.build_settings.tf32 else
+                               "fp32 (BuilderFlag.TF32 cleared: float layers compute like the "
+                               "CPU engines)"),
+                "nvtx_verbosity_while_timed": getattr(self, "nvtx_applied", None),
                 "cuda_graph": self.run_settings.cuda_graph,
                 "runtime": self.run_settings.to_dict(),
                 "engine_cache": self.cache.to_dict() if self.cache else None,
@@ -251,11 +314,14 @@ class TensorRtEngine(Engine):
                 **identity,
                 "driver_version": self.driver[0],
                 "driver_version_source": self.driver[1],
-                "cuda_python": _cuda_python_version(),
+                "cuda_bindings": _cuda_python_version(),
+                "tensorrt_cuda_major": self.tensorrt_cuda[0],
+                "tensorrt_cuda_source": self.tensorrt_cuda[1],
                 "nvml_at_load": self.nvml_at_load,
                 "nvml_after_timing": after,
             },
-            "extra_latency_ms": {"gpu_compute": gpu_compute} if gpu_compute else {},
+            "extra_latency_ms": extra,
+            "latency_figures": FIGURES,
         }
 
     def census(self) -> dict[str, Any] | None:
@@ -265,7 +331,8 @@ class TensorRtEngine(Engine):
             inspector = self.engine.create_engine_inspector()
             if self.context is not None:
                 inspector.execution_context = self.context
-            info = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
+            with gc_paused():
+                info = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
             return census_from_inspector(info)
         except CensusUnavailable as e:
             return {"source": "tensorrt engine inspector", "unavailable": str(e)}
@@ -285,6 +352,19 @@ class TensorRtEngine(Engine):
             self.session.close()
             self.session = None
         self.inp = self.out = None
+
+
+def external_data_hashes(model: Path) -> dict[str, str]:
+    """sha256 of every external-data file the model's initializers point at (weights kept
+    beside the .onnx): a plan built from other weights must not be reused."""
+    import onnx
+
+    proto = onnx.load(str(model), load_external_data=False)
+    files = set()
+    for t in proto.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            files.update(e.value for e in t.external_data if e.key == "location")
+    return {name: sha256_file(Path(model).parent / name) for name in sorted(files)}
 
 
 def _cuda_python_version() -> str | None:

@@ -8,6 +8,7 @@ a GPU) in the tests.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ def gc_paused() -> Iterator[None]:
 
 
 _LOGGER_CLASSES: dict[str, type] = {}
+_LOGGERS: dict[str, Any] = {}
 
 
 def _logger_class(trt: Any) -> type:
@@ -71,18 +73,35 @@ def _logger_class(trt: Any) -> type:
                 name = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1]
                 if name in KEPT_SEVERITIES:
                     self.records.append((name, msg))
+                    # what TensorRT's own logger would have printed; the records feed our
+                    # messages, this keeps the full text in the log
+                    print(f"[TensorRT] {name}: {msg}", file=sys.stderr)
 
             def errors(self, since: int = 0) -> list[str]:
                 return [m for s, m in self.records[since:] if s != "WARNING"]
+
+            def warnings(self, since: int = 0) -> list[str]:
+                return [m for s, m in self.records[since:] if s == "WARNING"]
 
         _LOGGER_CLASSES[key] = RecordingLogger
     return _LOGGER_CLASSES[key]
 
 
 def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps warnings and errors, to put them into our messages.
-    Used for building only; call TensorRT under gc_paused() while it is attached."""
-    return _logger_class(trt)()
+    """The process's one TensorRT logger: it keeps warnings and errors, to put them into our
+    messages; callers take `len(logger.records)` as a mark and read what came after it.
+
+    One per process, for builders, parsers and runtimes alike, because TensorRT keeps a
+    single global logger: the first one registered (by a Runtime, Builder or Refitter) is
+    used for everything while any of them lives, and a different one passed later is
+    ignored with the warning "The logger passed into createInferBuilder differs from one
+    already registered". A native trt.Logger given to the Runtime first therefore swallowed
+    every build message. It lives for the process (never collected, so TensorRT never calls
+    into a freed object); call TensorRT under gc_paused() where it may log."""
+    key = trt.__name__
+    if key not in _LOGGERS:
+        _LOGGERS[key] = _logger_class(trt)()
+    return _LOGGERS[key]
 
 
 @dataclass
@@ -158,6 +177,14 @@ def parse_onnx(trt: Any, model: Path, logger: Any) -> ParsedNetwork:
 def builder_config(trt: Any, builder: Any, settings: BuildSettings) -> Any:
     config = builder.create_builder_config()
     config.builder_optimization_level = settings.optimization_level
+    # TensorRT sets TF32 by default: float convolutions and matrix multiplies left by the
+    # recipe (the float decode tail, float biases) may then run on TF32 tensor cores (10-bit
+    # mantissa). The CPU engines and the golden compute those layers in fp32, so the
+    # comparison keeps fp32 unless tf32=1 is asked for (recorded, part of the cache key).
+    if settings.tf32:
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
     config.profiling_verbosity = getattr(trt.ProfilingVerbosity, settings.profiling_verbosity)
     if settings.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)

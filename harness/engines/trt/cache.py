@@ -1,7 +1,8 @@
 """The engine cache: built plans kept beside the results, reused only when provably ours.
 
-A plan is valid only for the TensorRT version, GPU (name and compute capability), driver,
-model bytes and builder settings it was built with. Those facts are hashed into a key; the
+A plan is valid only for the TensorRT version and its CUDA major, GPU (name, compute
+capability and SM count: a MIG slice or cut-down part differs there), driver, model bytes
+(the .onnx and any external-data files) and builder settings it was built with. Those facts are hashed into a key; the
 plan is stored as `<model>.<key16>.plan` with a sidecar `<model>.<key16>.json` holding the
 full key, the facts and the plan's sha256. A lookup trusts nothing: an entry whose sidecar is
 missing, unreadable, for other facts, or whose plan bytes changed is stale and is rebuilt,
@@ -22,7 +23,7 @@ from typing import Any
 
 from ...fileio import sha256_file, write_atomic
 
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2  # 2: external data, SM count and TensorRT's CUDA major joined the key
 SUBDIR = "tensorrt"
 
 
@@ -34,6 +35,9 @@ class CacheKeyFields:
     driver_version: str
     model_sha256: str
     builder_settings: dict[str, Any] = field(default_factory=dict)
+    external_data_sha256: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    sm_count: int | None = None
+    tensorrt_cuda_major: int | None = None
     schema: int = KEY_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -55,7 +59,9 @@ def timing_cache_key(fields: CacheKeyFields) -> str:
     """Kernel timings depend on the GPU, driver and TensorRT, not on the model."""
     return _digest({"schema": fields.schema, "tensorrt_version": fields.tensorrt_version,
                     "gpu_name": fields.gpu_name, "driver_version": fields.driver_version,
-                    "compute_capability": fields.compute_capability})
+                    "compute_capability": fields.compute_capability,
+                    "sm_count": fields.sm_count,
+                    "tensorrt_cuda_major": fields.tensorrt_cuda_major})
 
 
 def differing_fields(expected: dict[str, Any], found: dict[str, Any]) -> list[str]:

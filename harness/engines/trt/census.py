@@ -3,7 +3,9 @@
 The inspector's JSON (engine built with ProfilingVerbosity.DETAILED) lists the fused layers
 TensorRT executes, each with its inputs' formats. TensorRT 10 writes a tensor's type inside
 "Format/Datatype" ("Thirty-two wide channel vectorized row major Int8 format"); TensorRT 11
-splits it into "Format" and "DataType". Both are read. A convolution or matrix multiply whose
+splits it into a data-type field ("Datatype": "Int8"; NVIDIA's migration page spells it
+"DataType" for the I/O tensors) and "Format". Keys are matched without regard to case, and
+the data-type field wins over a format text when both are present. A convolution or matrix multiply whose
 first input is int8 runs an int8 kernel. Myelin ("ForeignNode") layers hide their contents;
 they are counted separately, not guessed.
 """
@@ -30,11 +32,33 @@ class CensusUnavailable(ValueError):
     pass
 
 
-def tensor_precision(tensor: dict[str, Any]) -> str:
-    text = " ".join(str(tensor.get(k, "")) for k in ("DataType", "Format/Datatype", "Format"))
+#: Where a tensor's type is written, most specific first (compared in lower case).
+_TYPE_KEYS = ("datatype", "format/datatype", "format")
+
+
+def _precision_of(text: str) -> str:
     for name, pattern in _PRECISIONS:
         if re.search(pattern, text, re.IGNORECASE):
             return name
+    return "unknown"
+
+
+def tensor_precision(tensor: dict[str, Any]) -> str:
+    fields = {str(k).lower(): v for k, v in tensor.items()}
+    for key in _TYPE_KEYS:
+        if key in fields:
+            found = _precision_of(str(fields[key]))
+            if found != "unknown":
+                return found
+    return "unknown"
+
+
+def schema_of(data: dict[str, Any]) -> str:
+    """Which inspector JSON this is: TensorRT 11 replaced "Bindings" by "I/O Tensors"."""
+    if "I/O Tensors" in data:
+        return "tensorrt-11"
+    if "Bindings" in data:
+        return "tensorrt-10"
     return "unknown"
 
 
@@ -76,4 +100,5 @@ def census_from_inspector(info: str | dict[str, Any]) -> dict[str, Any]:
     census = summarize(executed_ops(layers), SOURCE)
     census["opaque_layers"] = [str(ly.get("Name", "?")) for ly in layers if is_opaque_layer(ly)]
     census["engine_layers"] = len(layers)
+    census["inspector_schema"] = schema_of(data)
     return census

@@ -75,18 +75,23 @@ class StagedTensor:
 
 
 class CudaSession:
-    """One device, one stream, two events, and the buffers; `close` frees all of it.
+    """One device, one stream, four events, and the buffers; `close` frees all of it.
 
-    Everything is allocated once in `__init__`/`stage`, so the timed path only enqueues
-    copies and records events. `cudart` is `cuda.bindings.runtime`, passed in so this module
-    imports nothing GPU-related at import time.
+    The events bracket each inference twice: `start`/`end` around the execution alone
+    (what trtexec reports as "GPU Compute Time"), `copy_start`/`copy_end` around the H2D
+    copy, the execution and the D2H copy (trtexec's "Latency"). Everything is allocated once
+    in `__init__`/`stage`, so the timed path only enqueues copies and records events.
+    `cudart` is `cuda.bindings.runtime`, passed in so this module imports nothing
+    GPU-related at import time.
     """
+
+    _EVENTS = ("start", "end", "copy_start", "copy_end")
 
     def __init__(self, cudart: Any, device: int):
         self.cudart = cudart
         self.device = device
         self.tensors: list[StagedTensor] = []
-        self.stream = self.start = self.end = None
+        self.stream = self.start = self.end = self.copy_start = self.copy_end = None
         check_cuda(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
         try:
             # A non-blocking stream does not synchronise with the legacy default stream,
@@ -94,8 +99,8 @@ class CudaSession:
             self.stream = check_cuda(
                 cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking),
                 "cudaStreamCreateWithFlags")
-            self.start = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
-            self.end = check_cuda(cudart.cudaEventCreate(), "cudaEventCreate")
+            for name in self._EVENTS:
+                setattr(self, name, check_cuda(cudart.cudaEventCreate(), "cudaEventCreate"))
         except CudaError:
             self.close()  # the caller never gets the object, so it could not free it
             raise
@@ -136,9 +141,12 @@ class CudaSession:
     def synchronize(self) -> None:
         check_cuda(self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
-    def elapsed_ms(self) -> float:
-        """GPU time between the start and end events (valid after synchronize)."""
-        return float(check_cuda(self.cudart.cudaEventElapsedTime(self.start, self.end),
+    def elapsed_ms(self, first: Any = None, last: Any = None) -> float:
+        """GPU time between two recorded events, by default start and end (valid after
+        synchronize)."""
+        first = self.start if first is None else first
+        last = self.end if last is None else last
+        return float(check_cuda(self.cudart.cudaEventElapsedTime(first, last),
                                 "cudaEventElapsedTime"))
 
     def close(self) -> list[str]:
@@ -156,10 +164,11 @@ class CudaSession:
             free(self.cudart.cudaFree(t.device_ptr), f"cudaFree {t.plan.name!r}")
             free(self.cudart.cudaFreeHost(t.host_ptr), f"cudaFreeHost {t.plan.name!r}")
         self.tensors = []
-        for ev in (self.start, self.end):
+        for name in self._EVENTS:
+            ev = getattr(self, name)
             if ev is not None:
                 free(self.cudart.cudaEventDestroy(ev), "cudaEventDestroy")
-        self.start = self.end = None
+            setattr(self, name, None)
         if self.stream is not None:
             free(self.cudart.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
             self.stream = None

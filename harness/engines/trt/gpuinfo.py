@@ -18,6 +18,9 @@ class DeviceIdentity:
     name: str
     compute_capability: str
     total_memory_bytes: int
+    # The SM count tells a MIG slice (or a cut-down SKU sharing the name) from the full GPU:
+    # a plan is tuned for the SMs it was built on.
+    sm_count: int | None
     pci_bus_id: str | None
     cuda_driver_version: str | None  # the CUDA version the driver supports
     cuda_runtime_version: str | None  # the CUDA version cuda-python's runtime is built for
@@ -27,7 +30,11 @@ class DeviceIdentity:
 
 
 def _text(v: Any) -> str:
-    return v.decode(errors="replace").rstrip("\x00") if isinstance(v, bytes) else str(v)
+    """A C string from cuda-python or NVML. cudaDeviceGetPCIBusId and the properties' name
+    come back as the whole fixed-size buffer: the text ends at the first NUL, and whatever
+    follows it (padding, stale bytes) is not part of it."""
+    text = v.decode(errors="replace") if isinstance(v, (bytes, bytearray)) else str(v)
+    return text.split("\x00", 1)[0].strip()
 
 
 def cuda_device_identity(cudart: Any, device: int) -> DeviceIdentity:
@@ -40,9 +47,18 @@ def cuda_device_identity(cudart: Any, device: int) -> DeviceIdentity:
     runtime = check_cuda(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")
     return DeviceIdentity(index=device, name=_text(props.name),
                           compute_capability=f"{props.major}.{props.minor}",
-                          total_memory_bytes=int(props.totalGlobalMem), pci_bus_id=bus,
+                          total_memory_bytes=int(props.totalGlobalMem),
+                          sm_count=_int_or_none(getattr(props, "multiProcessorCount", None)),
+                          pci_bus_id=bus,
                           cuda_driver_version=format_cuda_version(driver),
                           cuda_runtime_version=format_cuda_version(runtime))
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _read(fn: Callable[[], Any]) -> Any:

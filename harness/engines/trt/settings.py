@@ -25,6 +25,9 @@ class BuildSettings:
     # DETAILED keeps per-layer formats in the plan, which the inspector (census) needs;
     # it does not change kernel selection.
     profiling_verbosity: str = "DETAILED"
+    # TF32 for the float convolutions/matrix multiplies (TensorRT's default is on); off keeps
+    # them fp32 like the CPU engines they are compared with (see build.builder_config).
+    tf32: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +40,10 @@ class RuntimeSettings:
     device: int = 0
     cuda_graph: bool = False  # replay execute_async_v3 from a captured CUDA graph
     rebuild: bool = False  # build even when a valid cache entry exists (and replace it)
+    # NVTX markers the execution context emits while timed. The plan is built DETAILED (the
+    # census needs it) and a context inherits that, which TensorRT documents adds enqueue
+    # overhead; LAYER_NAMES_ONLY is trtexec's default. The inspector is unaffected.
+    nvtx: str = "LAYER_NAMES_ONLY"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +55,10 @@ OPTIONS = {
     "cuda_graph": "1 to launch the inference as a captured CUDA graph (default 0)",
     "device": "CUDA device index (default 0)",
     "rebuild": "1 to ignore a valid cached engine and build again (default 0)",
+    "tf32": "1 to let float layers run in TF32 (TensorRT's default; qparity's default 0: fp32)",
+    "nvtx": "NVTX verbosity while timed: none, layer_names_only (default) or detailed",
 }
+NVTX_LEVELS = ("NONE", "LAYER_NAMES_ONLY", "DETAILED")
 
 
 def _flag(key: str, value: str) -> bool:
@@ -80,10 +90,16 @@ def parse_options(options: dict[str, str]) -> tuple[BuildSettings, RuntimeSettin
         workspace_mb=_int("workspace_mb", options["workspace_mb"], 1)
         if "workspace_mb" in options else None,
         optimization_level=_int("opt_level", options.get("opt_level", "3"), 0, 5),
+        tf32=_flag("tf32", options.get("tf32", "0")),
     )
+    nvtx = options.get("nvtx", "layer_names_only").strip().upper()
+    if nvtx not in NVTX_LEVELS:
+        raise OptionError(f"tensorrt option nvtx={options['nvtx']!r}: expected one of "
+                          f"{', '.join(v.lower() for v in NVTX_LEVELS)}")
     run = RuntimeSettings(
         device=_int("device", options.get("device", "0"), 0),
         cuda_graph=_flag("cuda_graph", options.get("cuda_graph", "0")),
         rebuild=_flag("rebuild", options.get("rebuild", "0")),
+        nvtx=nvtx,
     )
     return build, run

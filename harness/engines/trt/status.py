@@ -9,18 +9,24 @@ by `collect_facts`; the decision is the pure function `unavailable_reason`.
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import importlib.util
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 #: pip name -> import name of what the engine needs at run time (the `tensorrt` extra).
 REQUIRED_PACKAGES: dict[str, str] = {
     "tensorrt": "tensorrt",
-    "cuda-python": "cuda.bindings",
+    "cuda-bindings": "cuda.bindings",
 }
 INSTALL_HINT = "pip install 'qparity[tensorrt]'"
 MIN_TENSORRT_MAJOR = 10  # named-tensor I/O and execute_async_v3
+# 11 changed the inspector's JSON (read both, see census.py) and removed weak typing (never
+# used here); a later major is refused rather than guessed at.
+MAX_TENSORRT_MAJOR = 11
 
 
 def driver_library_names() -> tuple[str, ...]:
@@ -51,6 +57,10 @@ class ProbeFacts:
     tensorrt_version: str | None = None
     tensorrt_import_error: str | None = None
     cuda_python_error: str | None = None  # cuda-python's runtime refused this driver
+    # The CUDA major the installed TensorRT was built for, and how that was found out
+    # (see tensorrt_cuda_build); None when it cannot be told.
+    tensorrt_cuda_major: int | None = None
+    tensorrt_cuda_source: str = "unknown"
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -139,6 +149,36 @@ def _cuda_python_error() -> str | None:
     return None
 
 
+_CUDA_BUILD = re.compile(r"(?P<module>[a-z_]+?)_cu(?P<major>\d+)(?:_(?:libs|bindings))?")
+
+
+def tensorrt_cuda_build(module: str = "tensorrt",
+                        distributions: Mapping[str, list[str]] | None = None,
+                        environ: Mapping[str, str] = os.environ) -> tuple[int | None, str]:
+    """The CUDA major the installed TensorRT was built for, without importing it.
+
+    NVIDIA's pip packages name it: `import tensorrt` comes from `tensorrt_cu12` or
+    `tensorrt_cu13` (the `tensorrt` metapackage only points at one of them: from 10.13.2 on
+    at `tensorrt_cu13`), and its bindings from `tensorrt_cuNN_bindings`. NVIDIA's TensorRT
+    container installs a wheel named plain `tensorrt`; its CUDA is the container's, which
+    NVIDIA's CUDA images state in CUDA_VERSION. Returns (major, source) or (None, why not).
+    """
+    if distributions is None:
+        distributions = importlib.metadata.packages_distributions()
+    names = [n for top in (module, f"{module}_bindings", f"{module}_libs")
+             for n in distributions.get(top, [])]
+    for name in names:
+        m = _CUDA_BUILD.fullmatch(name.lower().replace("-", "_").replace(".", "_"))
+        if m and m["module"] == module:
+            return int(m["major"]), f"pip distribution {name}"
+    cuda = environ.get("CUDA_VERSION", "")
+    if names and re.match(r"\d+\.", cuda):
+        return int(cuda.split(".")[0]), (f"distribution {names[0]} names no CUDA; "
+                                         f"CUDA_VERSION={cuda} (NVIDIA container)")
+    return None, ("not installed" if not names
+                  else f"distribution {', '.join(sorted(set(names)))} names no CUDA major")
+
+
 def collect_facts(names: tuple[str, ...] | None = None) -> ProbeFacts:
     """Driver first; TensorRT and cuda-python are imported only when the driver works."""
     driver = probe_driver(names)
@@ -147,12 +187,15 @@ def collect_facts(names: tuple[str, ...] | None = None) -> ProbeFacts:
     if not driver_ok:
         return ProbeFacts(driver=driver, missing_packages=missing)
     trt_version = trt_error = cuda_error = None
+    trt_cuda: tuple[int | None, str] = (None, "unknown")
     if "tensorrt" not in missing:
+        trt_cuda = tensorrt_cuda_build()
         trt_version, trt_error = _tensorrt_facts()
-    if "cuda-python" not in missing:
+    if "cuda-bindings" not in missing:
         cuda_error = _cuda_python_error()
     return ProbeFacts(driver=driver, missing_packages=missing, tensorrt_version=trt_version,
-                      tensorrt_import_error=trt_error, cuda_python_error=cuda_error)
+                      tensorrt_import_error=trt_error, cuda_python_error=cuda_error,
+                      tensorrt_cuda_major=trt_cuda[0], tensorrt_cuda_source=trt_cuda[1])
 
 
 def _driver_reason(d: DriverFacts) -> str | None:
@@ -177,6 +220,22 @@ def _major(version: str) -> int | None:
         return None
 
 
+def cuda_build_mismatch(f: ProbeFacts) -> str | None:
+    """TensorRT built for a newer CUDA major than the driver supports: importing it works,
+    the probe's CUDA calls work, and then creating the Runtime fails (TensorRT logs CUDA
+    error 35, Python sees "pybind11::init(): factory function returned nullptr"). Said here
+    instead, before any TensorRT object exists."""
+    driver_major = f.driver.cuda_version // 1000 if f.driver.cuda_version else None
+    if not driver_major or not f.tensorrt_cuda_major or f.tensorrt_cuda_major <= driver_major:
+        return None
+    return (f"tensorrt {f.tensorrt_version or ''} is the CUDA {f.tensorrt_cuda_major} build "
+            f"({f.tensorrt_cuda_source}) but the NVIDIA driver supports CUDA "
+            f"{format_cuda_version(f.driver.cuda_version)}: TensorRT could not create its runtime "
+            f"(CUDA error 35, insufficient driver); install the CUDA {driver_major} build "
+            f"(pip install 'tensorrt-cu{driver_major}<11', which {INSTALL_HINT} pins for CUDA "
+            "12) or a newer driver").replace("tensorrt  is", "tensorrt is")
+
+
 def unavailable_reason(f: ProbeFacts) -> str | None:
     """None when the engine can run; otherwise every reason found, most basic first."""
     reasons = []
@@ -191,6 +250,13 @@ def unavailable_reason(f: ProbeFacts) -> str | None:
     elif f.tensorrt_version and (_major(f.tensorrt_version) or 0) < MIN_TENSORRT_MAJOR:
         reasons.append(f"tensorrt {f.tensorrt_version} is older than {MIN_TENSORRT_MAJOR}.0 "
                        "(the engine uses the named-tensor API and execute_async_v3)")
+    elif f.tensorrt_version and (_major(f.tensorrt_version) or 0) > MAX_TENSORRT_MAJOR:
+        reasons.append(f"tensorrt {f.tensorrt_version} is newer than this engine knows (written "
+                       f"for TensorRT {MIN_TENSORRT_MAJOR}-{MAX_TENSORRT_MAJOR}: its inspector "
+                       "JSON and API are checked against those); install tensorrt-cu12<11")
+    mismatch = cuda_build_mismatch(f)
+    if mismatch:
+        reasons.append(mismatch)
     if f.cuda_python_error:
         driver_cuda = format_cuda_version(f.driver.cuda_version) or "unknown"
         reasons.append(f"cuda-python cannot use this driver (driver supports CUDA {driver_cuda}):"
