@@ -54,14 +54,16 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_LOGGER_CLASSES: dict[str, type] = {}
-_LOGGERS: dict[str, Any] = {}
+# Keyed by the library's ILogger class: one entry per TensorRT library loaded (tensorrt,
+# tensorrt_rtx), whatever name a module is imported under.
+_LOGGER_CLASSES: dict[type, type] = {}
+_LOGGERS: dict[type, Any] = {}
 
 
 def _logger_class(trt: Any) -> type:
     """One class per TensorRT module, made once: a class built per call would itself be a
     reference cycle, i.e. more work for the collector (see gc_paused)."""
-    key = trt.__name__
+    key = trt.ILogger
     if key not in _LOGGER_CLASSES:
 
         class RecordingLogger(trt.ILogger):
@@ -98,7 +100,7 @@ def make_logger(trt: Any) -> Any:
     already registered". A native trt.Logger given to the Runtime first therefore swallowed
     every build message. It lives for the process (never collected, so TensorRT never calls
     into a freed object); call TensorRT under gc_paused() where it may log."""
-    key = trt.__name__
+    key = trt.ILogger
     if key not in _LOGGERS:
         _LOGGERS[key] = _logger_class(trt)()
     return _LOGGERS[key]
