@@ -14,7 +14,8 @@ from .engines.base import visible_cpus
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                          "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
 LIBRARIES = ("numpy", "onnx", "onnxruntime", "openvino", "pycocotools", "opencv-python-headless",
-             "opencv-python", "rich", "tensorrt", "cuda-python", "nvidia-ml-py")
+             "opencv-python", "rich", "tensorrt", "tensorrt-cu12", "cuda-python", "cuda-bindings",
+             "nvidia-ml-py")
 
 
 def cpu_info() -> dict[str, Any]:

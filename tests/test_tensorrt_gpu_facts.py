@@ -433,3 +433,14 @@ def test_cuda_graph_capture_failure_is_an_engine_failure():
 
     with pytest.raises(BuildError, match="CUDA graph capture failed"):
         fake_engine(NoCapture(), RuntimeSettings(cuda_graph=True))
+
+
+@pytest.mark.skipif(os.environ.get("QPARITY_NETWORK_TESTS") != "1",
+                    reason="asks PyPI (about a minute); set QPARITY_NETWORK_TESTS=1 to run "
+                           "bench/trt_pins_resolve.py here")
+def test_the_extra_resolves_to_cuda12_on_pypi():
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "trt_pins_resolve.py")],
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "-> tensorrt_cu12 10." in out.stdout
+    assert "tensorrt_cu13" in out.stdout  # the old requirement, shown for comparison

@@ -86,6 +86,7 @@ class TensorRtEngine(Engine):
         self.gpu_times = GpuTimes(GPU_COMPUTE)
         self.copy_times = GpuTimes(H2D_COMPUTE_D2H)
         self.logger: Any = None
+        self.nvtx_applied: str | None = None
         self.tensorrt_cuda: tuple[int | None, str] = (None, "unknown")
 
     @classmethod
@@ -174,6 +175,7 @@ class TensorRtEngine(Engine):
             decision = CacheDecision("stale", "rebuild=1 requested", decision.key,
                                      decision.plan_path)
         if decision.status == "hit":
+            mark = len(self.logger.records) if self.logger is not None else 0
             with gc_paused():
                 engine = self.runtime.deserialize_cuda_engine(cache.read(decision))
             if engine is not None:
@@ -181,7 +183,7 @@ class TensorRtEngine(Engine):
                 return engine
             # Same facts, yet TensorRT refuses the bytes: never trust it, rebuild over it.
             decision = CacheDecision("stale", "TensorRT could not deserialize the cached plan"
-                                     + (self._logged(0)[:300] or " (its log says why)"),
+                                     + (self._logged(mark)[:300] or " (its log says why)"),
                                      decision.key, decision.plan_path)
         self.cache = decision
         plan = self._build(trt, model, fields)
@@ -301,7 +303,7 @@ class TensorRtEngine(Engine):
                                if self.build_settings.tf32 else
                                "fp32 (BuilderFlag.TF32 cleared: float layers compute like the "
                                "CPU engines)"),
-                "nvtx_verbosity_while_timed": getattr(self, "nvtx_applied", None),
+                "nvtx_verbosity_while_timed": self.nvtx_applied,
                 "cuda_graph": self.run_settings.cuda_graph,
                 "runtime": self.run_settings.to_dict(),
                 "engine_cache": self.cache.to_dict() if self.cache else None,
