@@ -70,7 +70,8 @@ def run_trtexec(exe: str, plan: Path, warmup_runs: int, runs: int, log: Path) ->
     """trtexec on the plan qparity built. trtexec's warm-up is in milliseconds, so it gets a
     fixed 500 ms (at least the protocol's warm-up runs on any GPU); runs are counted alike."""
     cmd = [exe, f"--loadEngine={plan}", f"--iterations={runs}", "--duration=0",
-           "--warmUp=500", "--avgRuns=1", "--percentile=95"]
+           "--warmUp=500", "--avgRuns=1", "--percentile=95",
+           "--profilingVerbosity=layer_names_only"]  # the NVTX level qparity times with
     out = sh(cmd, log)
     figures = {m["what"]: {k: float(m[k]) for k in ("median", "p95", "mean", "min", "max")}
                for m in TRTEXEC_LINE.finditer(out.stdout)}

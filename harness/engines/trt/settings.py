@@ -42,7 +42,7 @@ class RuntimeSettings:
     rebuild: bool = False  # build even when a valid cache entry exists (and replace it)
     # NVTX markers the execution context emits while timed. The plan is built DETAILED (the
     # census needs it) and a context inherits that, which TensorRT documents adds enqueue
-    # overhead; LAYER_NAMES_ONLY is trtexec's default. The inspector is unaffected.
+    # overhead; LAYER_NAMES_ONLY is TensorRT's own default verbosity. The inspector is unaffected.
     nvtx: str = "LAYER_NAMES_ONLY"
 
     def to_dict(self) -> dict[str, Any]:
