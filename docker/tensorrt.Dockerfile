@@ -48,7 +48,7 @@ RUN python -c "import os, sys, tensorrt; v = tensorrt.__version__; c = os.enviro
     && python -m pip install --no-cache-dir -c docker/constraints.txt ".[tensorrt-container]" \
     && python -m pip uninstall --yes qparity \
     && rm -rf harness build ./*.egg-info \
-    && python -c "import glob, sys, importlib.metadata as m; found = sorted(d.metadata['Name'] for d in m.distributions(path=glob.glob('/opt/venv/lib/python3*/site-packages')) if d.metadata['Name'].lower().startswith('tensorrt')); sys.exit('pip installed ' + ', '.join(found) + ' over the base image TensorRT' if found else 0)"
+    && python -c "import glob, sys, importlib.metadata as m; found = sorted(d.metadata['Name'] for d in m.distributions(path=glob.glob('/opt/venv/lib/python3*/site-packages')) if d.metadata['Name'].lower().startswith('tensorrt')); sys.exit('TensorRT from PyPI in the venv (' + ', '.join(found) + ') would shadow the base image TensorRT' if found else 0)"
 
 # Layer 2, the package itself.
 COPY harness/ harness/

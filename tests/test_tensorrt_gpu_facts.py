@@ -444,3 +444,22 @@ def test_the_extra_resolves_to_cuda12_on_pypi():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "-> tensorrt_cu12 10." in out.stdout
     assert "tensorrt_cu13" in out.stdout  # the old requirement, shown for comparison
+
+
+@pytest.mark.parametrize("dist, ok", [(None, True), ("tensorrt_cu12", False),
+                                      ("nvidia_ml_py", True)])
+def test_dockerfile_refuses_a_pip_tensorrt_in_the_venv(tmp_path, dist, ok):
+    """The Dockerfile's last check of layer 1, run against a stand-in venv."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    code = shlex.split(re.search(r'python -c ("[^"]*would shadow[^"]*")', text).group(1))[0]
+    site = tmp_path / "venv" / "lib" / "python3.12" / "site-packages"
+    site.mkdir(parents=True)
+    if dist:
+        info = site / f"{dist}-10.8.0.43.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 10.8.0.43\n")
+    out = subprocess.run([sys.executable, "-c", code.replace("/opt/venv", str(tmp_path / "venv"))],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode == 0) == ok, out.stderr
+    if not ok:
+        assert "tensorrt_cu12" in out.stderr and "would shadow" in out.stderr
