@@ -949,6 +949,9 @@ class FakeNvml:
     def nvmlDeviceGetComputeMode(self, h):
         return 0
 
+    def nvmlDeviceGetMigMode(self, h):
+        return (1, 1)
+
 
 def test_nvml_snapshot_reads_what_it_can():
     nvml = FakeNvml()
@@ -958,6 +961,7 @@ def test_nvml_snapshot_reads_what_it_can():
     assert snap["clocks_mhz"] == {"sm": 1755, "mem": 2619, "graphics": 1755}
     assert snap["applications_clocks_mhz"]["graphics"] == "unavailable: Not Supported"
     assert snap["power_limit_w"] == 700
+    assert snap["mig_mode"] == [1, 1]
 
 
 def test_nvml_snapshot_without_nvml_does_not_raise():

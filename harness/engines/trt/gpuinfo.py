@@ -106,6 +106,9 @@ def nvml_snapshot(nvml: Any, pci_bus_id: str | None) -> dict[str, Any]:
             "temperature_c": _read(lambda: nvml.nvmlDeviceGetTemperature(
                 h, nvml.NVML_TEMPERATURE_GPU)),
             "compute_mode": _read(lambda: nvml.nvmlDeviceGetComputeMode(h)),
+            # (current, pending); with MIG on, CUDA sees a slice: its SM count is in the
+            # device identity and the plan cache key
+            "mig_mode": _read(lambda: list(nvml.nvmlDeviceGetMigMode(h))),
         }
     except Exception as e:
         return {"nvml": f"unavailable: {e}"}
