@@ -131,15 +131,16 @@ GOOD_DRIVER = status.DriverFacts(library="libcuda.so.1", device_count=1, cuda_ve
      "reports no CUDA device"),
     (status.ProbeFacts(driver=GOOD_DRIVER, missing_packages=("tensorrt",)),
      "tensorrt is not installed (pip install 'qparity[tensorrt]')"),
-    (status.ProbeFacts(driver=GOOD_DRIVER, missing_packages=("tensorrt", "cuda-python")),
-     "tensorrt and cuda-python are not installed"),
+    (status.ProbeFacts(driver=GOOD_DRIVER, missing_packages=("tensorrt", "cuda-bindings")),
+     "tensorrt and cuda-bindings are not installed"),
     (status.ProbeFacts(driver=GOOD_DRIVER, tensorrt_version="8.6.1"),
      "tensorrt 8.6.1 is older than 10.0"),
     (status.ProbeFacts(driver=GOOD_DRIVER, tensorrt_import_error="OSError: libnvinfer.so.10"),
      "tensorrt cannot be imported: OSError: libnvinfer.so.10"),
     (status.ProbeFacts(driver=GOOD_DRIVER, tensorrt_version="10.3.0",
                        cuda_python_error="cudaErrorInsufficientDriver"),
-     "cuda-python cannot use this driver (driver supports CUDA 12.4): cudaErrorInsufficientDriver"),
+     "cuda-bindings cannot use this driver (driver supports CUDA 12.4): "
+     "cudaErrorInsufficientDriver"),
 ])
 def test_unavailable_reason_decisions(facts, expected):
     reason = status.unavailable_reason(facts)

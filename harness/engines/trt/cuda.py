@@ -19,7 +19,7 @@ from .io_plan import TensorPlan
 #: What to do about the errors people actually meet with this engine.
 HINTS: dict[str, str] = {
     "cudaErrorInsufficientDriver": "the NVIDIA driver is older than the CUDA version this "
-    "cuda-python was built for; install the cuda-python major version matching the driver",
+    "cuda-bindings was built for; install the cuda-bindings major version matching the driver",
     "cudaErrorNoDevice": "no GPU visible to this process",
     "cudaErrorMemoryAllocation": "out of GPU (or page-locked host) memory",
     "cudaErrorInvalidDevice": "no such CUDA device index",

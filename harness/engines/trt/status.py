@@ -259,7 +259,7 @@ def unavailable_reason(f: ProbeFacts) -> str | None:
         reasons.append(mismatch)
     if f.cuda_python_error:
         driver_cuda = format_cuda_version(f.driver.cuda_version) or "unknown"
-        reasons.append(f"cuda-python cannot use this driver (driver supports CUDA {driver_cuda}):"
-                       f" {f.cuda_python_error}; install the cuda-python major version that "
-                       "matches the driver's CUDA major")
+        reasons.append(f"cuda-bindings cannot use this driver (driver supports CUDA "
+                       f"{driver_cuda}): {f.cuda_python_error}; install the cuda-bindings major "
+                       "version that matches the driver's CUDA major (the tensorrt extra pins 12)")
     return "; ".join(reasons) or None
