@@ -60,7 +60,8 @@ def main() -> int:
                 problems.append(f"{req} ({label}): {r['error']}")
                 print(f"  {req:32s} {label:17s} ERROR {r['error']}")
                 continue
-            print(f"  {req:32s} {label:17s} -> {r['name']} {r['version']}  requires {r['requires']}")
+            print(f"  {req:32s} {label:17s} -> {r['name']} {r['version']}  "
+                  f"requires {r['requires']}")
             if name.startswith("tensorrt"):
                 majors = cuda_majors([r["name"], *r["requires"]])
                 if majors != {12}:

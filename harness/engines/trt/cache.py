@@ -2,11 +2,12 @@
 
 A plan is valid only for the TensorRT version and its CUDA major, GPU (name, compute
 capability and SM count: a MIG slice or cut-down part differs there), driver, model bytes
-(the .onnx and any external-data files) and builder settings it was built with. Those facts are hashed into a key; the
-plan is stored as `<model>.<key16>.plan` with a sidecar `<model>.<key16>.json` holding the
-full key, the facts and the plan's sha256. A lookup trusts nothing: an entry whose sidecar is
-missing, unreadable, for other facts, or whose plan bytes changed is stale and is rebuilt,
-never loaded. The sidecar is written last, so an interrupted write leaves no valid entry.
+(the .onnx and any external-data files) and builder settings it was built with. Those facts
+are hashed into a key; the plan is stored as `<model>.<key16>.plan` with a sidecar
+`<model>.<key16>.json` holding the full key, the facts and the plan's sha256. A lookup
+trusts nothing: an entry whose sidecar is missing, unreadable, for other facts, or whose
+plan bytes changed is stale and is rebuilt, never loaded. The sidecar is written last, so an
+interrupted write leaves no valid entry.
 
 The timing cache (kernel timings) is keyed the same way minus the model and settings, since
 it is shared across models on one GPU; it makes a rebuild pick the same kernels.

@@ -5,9 +5,9 @@ TensorRT executes, each with its inputs' formats. TensorRT 10 writes a tensor's 
 "Format/Datatype" ("Thirty-two wide channel vectorized row major Int8 format"); TensorRT 11
 splits it into a data-type field ("Datatype": "Int8"; NVIDIA's migration page spells it
 "DataType" for the I/O tensors) and "Format". Keys are matched without regard to case, and
-the data-type field wins over a format text when both are present. A convolution or matrix multiply whose
-first input is int8 runs an int8 kernel. Myelin ("ForeignNode") layers hide their contents;
-they are counted separately, not guessed.
+the data-type field wins over a format text when both are present. A convolution or matrix
+multiply whose first input is int8 runs an int8 kernel. Myelin ("ForeignNode") layers hide
+their contents; they are counted separately, not guessed.
 """
 
 from __future__ import annotations
