@@ -463,3 +463,40 @@ def test_dockerfile_refuses_a_pip_tensorrt_in_the_venv(tmp_path, dist, ok):
     assert (out.returncode == 0) == ok, out.stderr
     if not ok:
         assert "tensorrt_cu12" in out.stderr and "would shadow" in out.stderr
+
+
+def test_report_carries_the_three_labelled_figures(tmp_path):
+    """The runner's way (harness.latency.measure around run(), then describe()) with the fake
+    GPU, through the real collector: eval_report.json says what each figure covers."""
+    from harness.collector import collect
+    from harness.fileio import write_json_atomic
+    from harness.latency import measure
+    from harness.protocol import locked_protocol
+    from harness.runner import new_result
+
+    eng = fake_engine(FakeCudart())
+    inputs = [sample(k) for k in range(3)]
+    lat = measure(eng.run, inputs, warmup=2, runs=5)
+    eng.timed_runs = 5
+    lat["timed"] = TensorRtEngine.timed
+    results = []
+    for name in ("ort-cpu", "tensorrt"):
+        r = new_result(name, locked_protocol())
+        r.update(status="ok", model={"sha256": "m"},
+                 data={"image_list_sha256": "L", "annotations_sha256": "A",
+                       "images_evaluated": 3},
+                 metrics={"map50_95": 30.0, "map50": 50.0, "map75": 30.0, "map_small": 1.0,
+                          "map_medium": 2.0, "map_large": 3.0, "images": 3, "detections": 9},
+                 latency_ms=lat if name == "tensorrt" else {"median": 9.0, "p95": 9.5,
+                                                            "timed": "CPU"})
+        if name == "tensorrt":
+            r["engine_info"] = eng.describe()
+        write_json_atomic(tmp_path / f"{name}.json", r)
+    entry = json.loads(json.dumps(collect(tmp_path)))["engines"]["tensorrt"]
+    assert entry["latency_ms"]["timed"].startswith("end-to-end host wall time")
+    extra = entry["engine"]["extra_latency_ms"]
+    assert extra["gpu_compute"]["n"] == extra["h2d_compute_d2h"]["n"] == 5
+    assert extra["gpu_compute"]["median"] < extra["h2d_compute_d2h"]["median"]
+    assert set(entry["engine"]["latency_figures"]) == {
+        "latency_ms", "engine_info.extra_latency_ms.h2d_compute_d2h",
+        "engine_info.extra_latency_ms.gpu_compute"}
