@@ -386,10 +386,8 @@ class RaisingRuntimeTrt(types.ModuleType):
     def __init__(self):
         super().__init__("tensorrt")
         self.__version__ = "10.16.1.11"
-        for name in ("ILogger", "ProfilingVerbosity", "TensorIOMode"):
-            setattr(self, name, getattr(FakeTrt, name, object))
 
-        class ILogger:
+        class ILogger:  # a logger base class of its own, as a separate library has
             def __init__(self):
                 pass
 
