@@ -150,7 +150,7 @@ def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None)
         if not path.is_file() or "not a valid ONNX" in str(e):
             raise
         findings.append(Finding("io-contract", "refuse", list(ENGINES), str(e)))
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(path))  # external data: resolved next to the model, not the cwd
     findings += _qdq_findings(model)
     for f in (_float_bias_convs(model),
               _signed_activation_risk(model, cpu_info()["flags"] if cpu_flags is None else cpu_flags)):
