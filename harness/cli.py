@@ -257,7 +257,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print_report(report)
     print_collection_notes(report)
     Console(stderr=True).print(f"report: {escape(str(Path(args.out) / 'eval_report.json'))}",
-                               highlight=False)
+                               highlight=False, soft_wrap=True)
     return report["exit_code"]
 
 
