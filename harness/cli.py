@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .modelinfo import inspect_model
     from .preflight import print_check, write_preflight
     from .rundir import RunLock, move_aside, new_run_id, prepare_out, write_run
-    from .runner import run_isolated
+    from .runner import run_isolated, sigterm_as_interrupt
 
     engines = parse_engines(args.engines)
     run_id = new_run_id()
@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
     out = prepare_out(Path(args.out))
-    with RunLock(out, run_id):
+    with RunLock(out, run_id), sigterm_as_interrupt():
         moved = move_aside(out)
         if moved:
             err_console.print(f"moved the previous run's {len(moved)} file(s) to "
@@ -229,7 +229,7 @@ def _stamp(path: Path, run_id: str) -> None:
 
 
 def cmd_run_engine(args: argparse.Namespace) -> int:
-    from .runner import execute, run_isolated
+    from .runner import execute, run_isolated, sigterm_as_interrupt
 
     run_id = args.run_id or os.environ.get("QPARITY_RUN_ID") or None
     (req,) = build_requests(args, [args.engine], run_id)
@@ -238,7 +238,7 @@ def cmd_run_engine(args: argparse.Namespace) -> int:
         return 0
     from .rundir import RunLock, prepare_out
 
-    with RunLock(prepare_out(Path(args.out)), run_id):
+    with RunLock(prepare_out(Path(args.out)), run_id), sigterm_as_interrupt():
         res = run_isolated(req)
     if res["status"] != "ok":  # the supervising parent reports it
         err_console.print(f"{escape(req.engine)}: {escape(res['status'])}: {escape(res['reason'])}",

@@ -170,7 +170,7 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["status"], res["reason"] = "ok", ""
     except KeyboardInterrupt:
         res["status"] = "interrupted"
-        res["reason"] = f"interrupted (Ctrl-C or SIGINT) {_phase(res)}"
+        res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {_phase(res)}"
         raise
     except EngineUnavailable as e:
         res["status"], res["reason"] = "unavailable", str(e)
@@ -222,6 +222,24 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return res if isinstance(res, dict) else None
 
 
+class sigterm_as_interrupt:
+    """While a parent supervises engine children, SIGTERM (docker stop, a CI job cancelled) is
+    handled like Ctrl-C: the child is told, writes its `interrupted` result, and is ended,
+    instead of the parent dying and leaving the engine running in its own session."""
+
+    def __enter__(self) -> "sigterm_as_interrupt":
+        self.previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
 def run_isolated(req: RunRequest) -> dict[str, Any]:
     """Run `execute` in a child process and return its result, or an error result if it died,
     ran past `req.timeout_s`, or was interrupted (KeyboardInterrupt is re-raised after the
@@ -245,13 +263,12 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
             res = dict(res or new_result(req.engine, req.protocol, req.run_id))
             res.pop("partial", None)
             res["status"] = "interrupted"
-            res["reason"] = f"interrupted (Ctrl-C or SIGINT) {_phase(res)}"
+            res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {_phase(res)}"
             write_json_atomic(path, res)
         raise
     res = _read_result(path)
-    if ended:
-        res = res if res is not None and res.get("partial") else new_result(
-            req.engine, req.protocol, req.run_id)
+    if ended:  # what the child measured before it hung is kept, under the timeout's status
+        res = res if res is not None else new_result(req.engine, req.protocol, req.run_id)
         res.pop("partial", None)
         res["status"], res["reason"] = "error", f"{ended} {_phase(res)}"
         write_json_atomic(path, res)

@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from conftest import FAST, env, qparity, read
 
 from harness.fileio import write_json_atomic
@@ -85,7 +86,9 @@ def wait_for(path, seconds=120):
         time.sleep(0.1)
 
 
-def test_ctrl_c_leaves_an_interrupted_result(assets, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_leaves_an_interrupted_result(assets, tmp_path, sig):
+    """Ctrl-C (SIGINT to the foreground process), or SIGTERM (docker stop, a cancelled job)."""
     flag = tmp_path / "started"
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -93,7 +96,7 @@ def test_ctrl_c_leaves_an_interrupted_result(assets, tmp_path):
          str(assets[1]), "--engines", "ort-cpu,slow,openvino", "--out", str(out), *FAST],
         env=env(FAULT_STARTED=str(flag)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(flag)
-    proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends the foreground process
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "qparity: interrupted"
