@@ -80,8 +80,8 @@ def finite_outputs(run: Callable[[np.ndarray], Any], data: Dataset, engine: str
     match, so such an output must stop the engine, naming the image, never reach the metric.
 
     Calls come in dataset order (the evaluator feeds images in order), so the n-th call is the
-    n-th image. The fast path is one sum (NaN and Inf propagate through it); only a non-finite
-    sum (or a finite one overflowing) pays for the exact count.
+    n-th image. The check costs about 0.2 ms on a [1, 6300, 85] float32 output; it counts in
+    the evaluation's inference time, never in the latency protocol (which calls the engine).
     """
     calls = itertools.count()
 
@@ -89,13 +89,12 @@ def finite_outputs(run: Callable[[np.ndarray], Any], data: Dataset, engine: str
         i = next(calls)
         raw = run(x)
         a = np.asarray(raw)
-        if a.dtype.kind in "fc" and not np.isfinite(a.sum(dtype=np.float64)):
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
             bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-            if bad:
-                name = data.files[i].name if i < len(data.files) else f"#{i}"
-                raise QParityError(f"{engine} returned {bad} non-finite value(s) (NaN or Inf) of "
-                                   f"{a.size} in its output for image {name}; such an output is "
-                                   f"never scored")
+            name = data.files[i].name if i < len(data.files) else f"#{i}"
+            raise QParityError(f"{engine} returned {bad} non-finite value(s) (NaN or Inf) of "
+                               f"{a.size} in its output for image {name}; such an output is "
+                               f"never scored")
         return raw
 
     return checked
