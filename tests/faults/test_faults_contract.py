@@ -81,6 +81,17 @@ def test_brackets_in_paths_print_as_they_are(run, tmp_path):
     assert "m[1].onnx: model file does not exist" in line
 
 
+def test_markup_in_a_reason_prints_as_it_is(run, tmp_path):
+    """A reason naming a path `d[/]x` (folder `d[`, sub-folder `]x`): to rich a closing tag with
+    nothing open, which raised MarkupError while printing the table's reasons."""
+    data = coco_folder(tmp_path / "d[" / "]x", n=3)
+    img = data / "val2017" / "000000000001.jpg"
+    img.write_bytes(img.read_bytes()[:200])
+    p = run(tmp_path / "o", data=data)
+    assert p.code == 2 and "Traceback" not in p.stderr + p.stdout
+    assert f"ort-cpu: {img}: image" in " ".join(p.stdout.split())
+
+
 def test_malformed_extra_engines(run, tmp_path):
     line = run(tmp_path / "o", QPARITY_EXTRA_ENGINES="nonsense").one_line()
     assert "QPARITY_EXTRA_ENGINES entry 'nonsense' is not name=module:Class" in line
