@@ -195,15 +195,16 @@ def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
 
 
 def print_check(verdict: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .report import wide_console
 
-    t = Table(title=f"check-model {verdict['model']}", title_justify="left")
+    t = Table(title=f"check-model {escape(str(verdict['model']))}", title_justify="left")
     t.add_column("engine")
     t.add_column("accepts")
     t.add_column("why / risks", overflow="fold")
     for e, v in verdict["engines"].items():
         t.add_row(e, "[green]yes[/]" if v["accepts"] else "[bold red]no[/]",
-                  "\n".join(v["reasons"]) or "-")
+                  escape("\n".join(v["reasons"])) or "-")
     wide_console().print(t)

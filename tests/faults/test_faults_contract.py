@@ -4,6 +4,7 @@ console text print as they are."""
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def test_brackets_in_paths_print_as_they_are(run, tmp_path):
     assert "m[1].onnx: model file does not exist" in line
 
 
-def test_markup_in_a_reason_prints_as_it_is(run, tmp_path):
+def test_markup_in_a_reason_prints_as_it_is(run, assets, tmp_path):
     """A reason naming a path `d[/]x` (folder `d[`, sub-folder `]x`): to rich a closing tag with
     nothing open, which raised MarkupError while printing the table's reasons."""
     data = coco_folder(tmp_path / "d[" / "]x", n=3)
@@ -90,6 +91,11 @@ def test_markup_in_a_reason_prints_as_it_is(run, tmp_path):
     p = run(tmp_path / "o", data=data)
     assert p.code == 2 and "Traceback" not in p.stderr + p.stdout
     assert f"ort-cpu: {img}: image" in " ".join(p.stdout.split())
+    model = tmp_path / "m[" / "]x" / "model.onnx"  # the check-model table's title names it
+    model.parent.mkdir(parents=True)
+    shutil.copy(assets[0], model)
+    p = run(tmp_path / "o2", model=model)
+    assert p.code == 0, p.stderr + p.stdout
 
 
 def test_malformed_extra_engines(run, tmp_path):
