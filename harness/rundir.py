@@ -24,9 +24,10 @@ from .fileio import write_json_atomic
 LOCK_NAME = ".qparity.lock"
 RUN_NAME = "run.json"
 PREVIOUS = "previous"
-# What a run leaves at the top of its folder (engine results, report, preflight, run.json) and
-# below it: moved aside as one set, so no old verdict or result sits beside a new run's files.
-RUN_FILES = ("*.json", "detections")
+# What a run leaves in its folder besides one `<engine>.json` per engine: moved aside as one set,
+# so no old verdict or result sits beside a new run's files. Nothing else is touched: --out may
+# be a folder that holds the user's own files.
+RUN_FILES = ("eval_report.json", "preflight.json", RUN_NAME, "detections")
 
 
 def new_run_id() -> str:
@@ -79,12 +80,25 @@ class RunLock:
             self.fd = None
 
 
+def _is_engine_result(f: Path) -> bool:
+    """`<engine>.json` for an engine qparity knows, or a file that says it is a result."""
+    from .engines import REGISTRY
+
+    if f.stem in REGISTRY:
+        return True
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and "schema" in doc and doc.get("engine") == f.stem
+
+
 def move_aside(out: Path) -> list[str]:
     """Move the files of an earlier run into `<out>/previous/` (replacing an older `previous/`).
     Returns what was moved."""
     out = Path(out)
-    found = sorted({p for pattern in RUN_FILES for p in out.glob(pattern)
-                    if not p.name.startswith(".") and p.name != PREVIOUS})
+    found = sorted({out / n for n in RUN_FILES if (out / n).exists()}
+                   | {f for f in out.glob("*.json") if _is_engine_result(f)})
     if not found:
         return []
     prev = out / PREVIOUS

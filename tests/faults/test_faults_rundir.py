@@ -41,12 +41,14 @@ def test_run_id_in_every_file(run, tmp_path):
 def test_previous_run_moved_aside_before_the_next_starts(run, tmp_path):
     assert run(tmp_path, "ort-cpu,openvino").code == 0
     first = read(tmp_path / "run.json")["run_id"]
+    (tmp_path / "notes.json").write_text('{"mine": true}')  # --out may hold the user's files
     p = run(tmp_path, "ort-cpu")
     assert p.code == 0 and "moved the previous run's" in p.stderr
     prev = tmp_path / "previous"
     assert read(prev / "eval_report.json")["run_id"] == first
     assert (prev / "openvino.json").is_file() and (prev / "detections" / "openvino.npz").is_file()
     assert not (tmp_path / "openvino.json").exists()  # no stale engine beside the new run
+    assert read(tmp_path / "notes.json") == {"mine": True}
     rep = read(tmp_path / "eval_report.json")
     assert set(rep["engines"]) == {"ort-cpu"} and rep["run_id"] != first
 
