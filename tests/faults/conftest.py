@@ -75,3 +75,29 @@ def run(assets):
         return qparity("run", "--model", model or assets[0], "--data", data or assets[1],
                        "--engines", engines, "--out", out, *FAST, *extra, cwd=cwd, **extra_env)
     return go
+
+
+@pytest.fixture()
+def run_here(assets, monkeypatch, capsys):
+    """`run`, but through harness.cli.main in this process: for the many cases refused before
+    any engine starts (a subprocess costs seconds of interpreter start-up each). What reaches
+    the user is the same: the exit code main returns and what it printed."""
+    from harness.cli import main
+
+    def go(out: Path, engines: str = "ort-cpu", *extra: str, model: Path | None = None,
+           data: Path | None = None, **extra_env: str) -> Done:
+        monkeypatch.setenv("QPARITY_EXTRA_ENGINES", PLUGINS)
+        for k in ("QPARITY_DEBUG", "QPARITY_RUN_ID"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in extra_env.items():
+            monkeypatch.setenv(k, v)
+        capsys.readouterr()
+        argv = ["run", "--model", model or assets[0], "--data", data or assets[1], "--engines",
+                engines, "--out", out, *FAST, *extra]
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse's own exit, as the process would end
+            code = e.code
+        captured = capsys.readouterr()
+        return Done(code, captured.out, captured.err)
+    return go

@@ -15,13 +15,14 @@ from builders import coco_folder
 
 
 def test_empty_engine_list(run, tmp_path):
-    line = run(tmp_path / "o", "").one_line()
+    line = run(tmp_path / "o", "").one_line()  # one case in a real process, the others in this one
     assert "--engines is empty" in line
     assert not (tmp_path / "o").exists()  # nothing was created for a run that never started
 
 
-def test_engine_named_twice(run, tmp_path):
-    assert "--engines names ort-cpu more than once" in run(tmp_path / "o", "ort-cpu,ort-cpu").one_line()
+def test_engine_named_twice(run_here, tmp_path):
+    line = run_here(tmp_path / "o", "ort-cpu,ort-cpu").one_line()
+    assert "--engines names ort-cpu more than once" in line
 
 
 def test_out_is_a_file(run, tmp_path):
@@ -104,13 +105,13 @@ def test_malformed_extra_engines(run, tmp_path):
     assert "QPARITY_EXTRA_ENGINES" in qparity("engines", QPARITY_EXTRA_ENGINES="x=y").one_line()
 
 
-def test_plugin_cannot_replace_a_builtin(run, tmp_path):
-    line = run(tmp_path / "o", QPARITY_EXTRA_ENGINES="ort-cpu=fault_engines:NanEngine").one_line()
+def test_plugin_cannot_replace_a_builtin(run_here, tmp_path):
+    line = run_here(tmp_path / "o", QPARITY_EXTRA_ENGINES="ort-cpu=fault_engines:NanEngine").one_line()
     assert "would replace the built-in engine 'ort-cpu'" in line
 
 
-def test_plugin_that_does_not_import(run, tmp_path):
-    line = run(tmp_path / "o", "ghost", QPARITY_EXTRA_ENGINES="ghost=no_such_module:X").one_line()
+def test_plugin_that_does_not_import(run_here, tmp_path):
+    line = run_here(tmp_path / "o", "ghost", QPARITY_EXTRA_ENGINES="ghost=no_such_module:X").one_line()
     assert "engine 'ghost' from QPARITY_EXTRA_ENGINES cannot be loaded" in line
 
 
@@ -142,16 +143,16 @@ def test_usage_error_is_one_line(tmp_path):
     ("--engine-timeout", "nan", "--engine-timeout must be a finite number"),
     ("--threads", "many", "argument --threads: invalid int value: 'many'"),
 ])
-def test_numeric_options_are_range_checked(run, tmp_path, option, value, message):
-    assert message in run(tmp_path / "o", "ort-cpu", option, value).one_line()
+def test_numeric_options_are_range_checked(run_here, tmp_path, option, value, message):
+    assert message in run_here(tmp_path / "o", "ort-cpu", option, value).one_line()
     assert not (tmp_path / "o").exists()
 
 
-def test_bad_environment_numbers(run, tmp_path):
-    assert "QPARITY_THREADS must be a positive integer" in run(
+def test_bad_environment_numbers(run_here, tmp_path):
+    assert "QPARITY_THREADS must be a positive integer" in run_here(
         tmp_path / "o", QPARITY_THREADS="-3").one_line()
-    assert "QPARITY_ENGINE_TIMEOUT must be a positive number" in run(
-        tmp_path / "o", QPARITY_ENGINE_TIMEOUT="soon").one_line()
+    assert "QPARITY_ENGINE_TIMEOUT must be a positive number" in run_here(
+        tmp_path / "o", QPARITY_ENGINE_TIMEOUT="soon", QPARITY_THREADS="").one_line()
 
 
 def test_threads_capped_at_visible_cpus(run, tmp_path):

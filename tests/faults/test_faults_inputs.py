@@ -55,9 +55,9 @@ def duplicate(section, key, value):
     (lambda c: c.update(images={}), "'images' is not a list"),
     (lambda c: c["annotations"][0].update(category_id=99), "refers to unknown category id 99"),
 ])
-def test_bad_annotations_are_one_line_naming_the_file(run, tmp_path, edit, message):
+def test_bad_annotations_are_one_line_naming_the_file(run_here, tmp_path, edit, message):
     data, path = broken_coco(tmp_path, edit)
-    line = run(tmp_path / "o", data=data).one_line()
+    line = run_here(tmp_path / "o", data=data).one_line()
     assert str(path) in line and message in line
     assert not (tmp_path / "o").exists()  # refused before anything ran
 
@@ -114,10 +114,10 @@ def test_external_data_model_from_another_folder(run, assets, tmp_path):
     assert inspect_model(model, 320).sha256 != info["sha256"]
 
 
-def test_external_data_file_missing(run, assets, tmp_path):
+def test_external_data_file_missing(run_here, assets, tmp_path):
     model = external(assets[0], tmp_path / "m")
     (tmp_path / "m" / "ext.data").unlink()
-    line = run(tmp_path / "o", model=model).one_line()
+    line = run_here(tmp_path / "o", model=model).one_line()
     assert str(model) in line and "external data file 'ext.data'" in line and "does not exist" in line
 
 
