@@ -53,6 +53,7 @@ def engine_table(report: dict[str, Any]) -> Table:
             _num(m.get("map50")), _num(m.get("map_small")), _num(m.get("map_medium")),
             _num(m.get("map_large")), _num(lat.get("median"), "{:.3f}"),
             _num(lat.get("p95"), "{:.3f}"), _num(e.get("speedup_vs_golden"), "{:.2f}x"),
+            Text("not INT8 QDQ", style="bold yellow") if e.get("model_note") else
             Text(int8, style="yellow" if mostly_float else ""),
         ]
         t.add_row(*cells)
