@@ -197,20 +197,25 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _end_group(proc: subprocess.Popen, sig: int, grace_s: float) -> int | None:
-    """Send `sig` to the child's process group, wait up to grace_s; SIGKILL the group after."""
+def _end_group(proc: subprocess.Popen, sig: int, grace_s: float) -> int:
+    """Send `sig` to the child's process group and wait up to grace_s; then, or if this wait is
+    itself interrupted (a second Ctrl-C), SIGKILL the group: no engine outlives its run."""
     try:
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
         return proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        return proc.wait()
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return proc.wait()
+
+
+_NO_RESULT = "before the engine process had written anything"
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
@@ -255,21 +260,26 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         code = _end_group(proc, signal.SIGTERM, 10.0)
         ended = f"timed out after {req.timeout_s:g} s (--engine-timeout); its process group was ended"
-    except KeyboardInterrupt:
+    except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt):  # anything else ends the engine at once
+            _end_group(proc, signal.SIGKILL, 0)
+            raise
         _end_group(proc, signal.SIGINT, INTERRUPT_GRACE_S)
         res = _read_result(path)
         if res is None or res.get("status") != "interrupted":
+            phase = _phase(res) if res else _NO_RESULT
             res = dict(res or new_result(req.engine, req.protocol, req.run_id))
             res.pop("partial", None)
             res["status"] = "interrupted"
-            res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {_phase(res)}"
+            res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {phase}"
             write_json_atomic(path, res)
         raise
     res = _read_result(path)
     if ended:  # what the child measured before it hung is kept, under the timeout's status
+        phase = _phase(res) if res else _NO_RESULT
         res = res if res is not None else new_result(req.engine, req.protocol, req.run_id)
         res.pop("partial", None)
-        res["status"], res["reason"] = "error", f"{ended} {_phase(res)}"
+        res["status"], res["reason"] = "error", f"{ended} {phase}"
         write_json_atomic(path, res)
         return res
     if res is not None:
