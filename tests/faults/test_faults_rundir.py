@@ -140,3 +140,34 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_run_engine_takes_the_lock_and_writes_its_run_id(assets, tmp_path):
+    """`qparity run-engine` (one compose service) is one step of a run: it locks the folder for
+    its engine and writes the run id it is given (--run-id, else QPARITY_RUN_ID)."""
+    args = ("run-engine", "--engine", "ort-cpu", "--model", assets[0], "--data", assets[1],
+            "--out", tmp_path, *FAST)
+    assert qparity(*args, QPARITY_RUN_ID="compose-7").code == 0
+    assert read(tmp_path / "ort-cpu.json")["run_id"] == "compose-7"
+    with RunLock(tmp_path, "other"):
+        line = qparity(*args, "--run-id", "x").one_line()
+    assert "another qparity run is writing into this folder" in line
+    assert read(tmp_path / "ort-cpu.json")["run_id"] == "compose-7"  # untouched
+
+
+def test_run_that_never_finished_is_no_verdict(tmp_path):
+    """run.json still says running, and its process is gone (killed -9, machine rebooted)."""
+    from test_faults_collector import result
+
+    from harness.rundir import write_run
+
+    write_json_atomic(tmp_path / "ort-cpu.json", result("ort-cpu", 33.0, run_id="r9"))
+    write_run(tmp_path, "r9", ["ort-cpu"], "running")
+    rec = read(tmp_path / "run.json")
+    rec["pid"] = 2 ** 22 + 12345  # above pid_max's default: no such process
+    write_json_atomic(tmp_path / "run.json", rec)
+    p = qparity("collect", tmp_path)
+    rep = read(tmp_path / "eval_report.json")
+    assert p.code == 2 and rep["verdict"] == "error"
+    assert rep["errors"] == ["run r9 never finished (its process is gone)"]
+    assert "error: run r9 never finished" in p.stderr
