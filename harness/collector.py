@@ -145,6 +145,8 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
     note = not_int8_note(r.get("model"))
     if note:
         entry["model_note"] = note
+    if entry["status"] == "interrupted":  # the report's statuses stay pass/fail/error/...: an
+        entry["status"] = "error"         # interrupted engine is an error wherever it is read
     if entry["status"] != "ok":
         return entry
     if golden is None or golden.get("status") != "ok":
