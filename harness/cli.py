@@ -1,15 +1,25 @@
-"""The `qparity` command: a thin layer over the library; every command is a function call."""
+"""The `qparity` command: a thin layer over the library; every command is a function call.
+
+Exit status, for every command: 0 pass, 1 a gate failure (an engine outside the tolerance) and
+nothing else, 2 any error, 130 interrupted (Ctrl-C). An error reaching the command line is one
+line on stderr naming the file and the problem; `--debug` (anywhere on the line) or
+QPARITY_DEBUG=1 shows the traceback as well.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 
 from .engines import EngineConfig, engine_class, engine_names
 from .engines.base import visible_cpus
@@ -21,14 +31,89 @@ err_console = Console(stderr=True)
 COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
 
 
+# Numeric options, by argparse name, wherever a command has them: the least (and most) value
+# that makes sense. Checked once, after parsing, so every command gets the same one-line error.
+MINIMUM = {"threads": 1, "warmup": 0, "runs": 1, "limit": 1, "images": 1, "top": 1, "last": 1,
+           "calib_limit": 1, "max_exclude": 1, "block_depth": 1}
+MAXIMUM = {"warmup": 100_000, "runs": 100_000}
+POSITIVE = ("engine_timeout",)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage before its error; we print one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        err_console.print(f"[bold red]{escape(self.prog)}: error:[/] {escape(message)} "
+                          f"(see {escape(self.prog)} --help)", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Range checks for numeric options, and threads capped at the CPUs this process may use."""
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise QParityError(f"{flag} must be a finite number, got {value}")
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if name in MINIMUM and value < MINIMUM[name]:
+            raise QParityError(f"{flag} must be at least {MINIMUM[name]}, got {value}")
+        if name in MAXIMUM and value > MAXIMUM[name]:
+            raise QParityError(f"{flag} must be at most {MAXIMUM[name]}, got {value}")
+        if name in POSITIVE and value <= 0:
+            raise QParityError(f"{flag} must be more than 0, got {value}")
+    if getattr(args, "threads", None) is not None:
+        args.threads = cap_threads(args.threads, "--threads")
+
+
+def cap_threads(n: int, what: str) -> int:
+    """More threads than CPUs only makes the engines fight over them (and 99,999 threads took
+    16 GB): use at most the CPUs this process may run on, and say so."""
+    cpus = visible_cpus()
+    if n > cpus:
+        err_console.print(f"[yellow]qparity: warning:[/] {what} {n} is more than the {cpus} "
+                          f"CPU(s) this process may use; using {cpus}", highlight=False,
+                          soft_wrap=True)
+        return cpus
+    return n
+
+
 def default_threads() -> int:
     """QPARITY_THREADS wins (compose sets it from the cpuset); else the CPUs we may use."""
     env = os.environ.get("QPARITY_THREADS")
     if env:
         if not env.isdigit() or int(env) < 1:
             raise QParityError(f"QPARITY_THREADS must be a positive integer, got {env!r}")
-        return int(env)
+        return cap_threads(int(env), "QPARITY_THREADS")
     return visible_cpus()
+
+
+def engine_timeout(args: argparse.Namespace) -> float:
+    from .runner import DEFAULT_ENGINE_TIMEOUT_S
+
+    if getattr(args, "engine_timeout", None) is not None:
+        return float(args.engine_timeout)
+    env = os.environ.get("QPARITY_ENGINE_TIMEOUT")
+    if not env:
+        return DEFAULT_ENGINE_TIMEOUT_S
+    try:
+        value = float(env)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise QParityError(f"QPARITY_ENGINE_TIMEOUT must be a positive number of seconds, "
+                           f"got {env!r}")
+    return value
+
+
+def parse_engines(text: str) -> list[str]:
+    engines = [e.strip() for e in text.split(",") if e.strip()]
+    if not engines:
+        raise QParityError(f"--engines is empty; give one or more of: {', '.join(engine_names())}")
+    dup = sorted({e for e in engines if engines.count(e) > 1})
+    if dup:
+        raise QParityError(f"--engines names {', '.join(dup)} more than once")
+    return engines
 
 
 def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -59,10 +144,13 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans)")
     p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="engine-specific option, recorded in the result")
+    p.add_argument("--engine-timeout", type=float, metavar="SECONDS",
+                   help="end an engine's process (and all it started) after this long, leaving "
+                        "an 'error: timed out' result (default: QPARITY_ENGINE_TIMEOUT or 6 h)")
     add_data_args(p)
 
 
-def build_requests(args: argparse.Namespace, engines: list[str]):
+def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | None = None):
     from .runner import RunRequest
 
     images, ann = data_paths(args)
@@ -80,40 +168,81 @@ def build_requests(args: argparse.Namespace, engines: list[str]):
         cfg = EngineConfig(threads=threads, options=dict(options),
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
         reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
-                               args.limit, cfg))
+                               args.limit, cfg, run_id=run_id, timeout_s=engine_timeout(args)))
     return reqs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .data import Dataset
     from .modelinfo import inspect_model
-    from .runner import run_isolated
+    from .preflight import print_check, write_preflight
+    from .rundir import RunLock, move_aside, new_run_id, prepare_out, write_run
+    from .runner import run_isolated, sigterm_as_interrupt
 
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    reqs = build_requests(args, engines)
-    # Bad input is reported once, up front, before any engine spends time on it.
+    engines = parse_engines(args.engines)
+    run_id = new_run_id()
+    reqs = build_requests(args, engines, run_id)
+    # Bad input is reported once, up front, before any engine spends time on it and before the
+    # previous run's files are touched.
     info = inspect_model(Path(args.model), locked_protocol().size)
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    from .preflight import print_check, write_preflight
+    out = prepare_out(Path(args.out))
+    with RunLock(out, run_id), sigterm_as_interrupt():
+        moved = move_aside(out)
+        if moved:
+            err_console.print(f"moved the previous run's {len(moved)} file(s) to "
+                              f"{escape(str(out / 'previous'))}/", highlight=False)
+        write_run(out, run_id, engines, "running")
+        try:
+            verdict = write_preflight(Path(args.model), out, locked_protocol().size)
+            _stamp(out / "preflight.json", run_id)
+            print_check(verdict)
+            for req in reqs:
+                err_console.print(f"[bold]>> {escape(req.engine)}[/]")
+                res = run_isolated(req)
+                if res["status"] != "ok":
+                    err_console.print(f"[red]{escape(req.engine)}: {escape(res['status'])}: "
+                                      f"{escape(res['reason'])}[/]", highlight=False)
+        except KeyboardInterrupt:
+            write_run(out, run_id, engines, "interrupted")
+            try:  # the report then says what was done and that the run is incomplete
+                from .collector import collect
+                collect(out, run_id=run_id)
+            except QParityError:
+                pass
+            raise
+        write_run(out, run_id, engines, "finished")
+        return cmd_collect(argparse.Namespace(out=str(out), expect=",".join(engines),
+                                              run_id=run_id))
 
-    print_check(write_preflight(Path(args.model), Path(args.out), locked_protocol().size))
-    for req in reqs:
-        err_console.print(f"[bold]>> {req.engine}[/]")
-        res = run_isolated(req)
-        if res["status"] != "ok":
-            err_console.print(f"[red]{req.engine}: {res['status']}: {res['reason']}[/]", highlight=False)
-    return cmd_collect(argparse.Namespace(out=args.out, expect=",".join(engines)))
+
+def _stamp(path: Path, run_id: str) -> None:
+    """Put the run id into a JSON file another module wrote for this run."""
+    from .fileio import write_json_atomic
+
+    if path.is_file():
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict):
+            doc["run_id"] = run_id
+            write_json_atomic(path, doc)
 
 
 def cmd_run_engine(args: argparse.Namespace) -> int:
-    from .runner import execute, run_isolated
+    from .runner import execute, run_isolated, sigterm_as_interrupt
 
-    (req,) = build_requests(args, [args.engine])
-    res = execute(req) if args.in_process else run_isolated(req)
-    if res["status"] != "ok" and not args.in_process:  # the supervising parent reports it
-        err_console.print(f"{req.engine}: {res['status']}: {res['reason']}", highlight=False)
+    run_id = args.run_id or os.environ.get("QPARITY_RUN_ID") or None
+    (req,) = build_requests(args, [args.engine], run_id)
+    if args.in_process:  # the child of run_isolated: its parent holds the folder's lock
+        execute(req)
+        return 0
+    from .rundir import RunLock, prepare_out
+
+    with RunLock(prepare_out(Path(args.out)), run_id), sigterm_as_interrupt():
+        res = run_isolated(req)
+    if res["status"] != "ok":  # the supervising parent reports it
+        err_console.print(f"{escape(req.engine)}: {escape(res['status'])}: {escape(res['reason'])}",
+                          highlight=False)
     # The result file is the product; a written file is success for the process (compose's
     # collector waits on it); the verdict is the collector's job.
     return 0
@@ -124,10 +253,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from .report import print_report
 
     expect = [e.strip() for e in args.expect.split(",") if e.strip()] if args.expect else None
-    report = collect(Path(args.out), expect=expect)
+    report = collect(Path(args.out), expect=expect, run_id=getattr(args, "run_id", None))
     print_report(report)
-    Console(stderr=True).print(f"report: {Path(args.out) / 'eval_report.json'}")
+    print_collection_notes(report)
+    Console(stderr=True).print(f"report: {escape(str(Path(args.out) / 'eval_report.json'))}",
+                               highlight=False, soft_wrap=True)
     return report["exit_code"]
+
+
+def print_collection_notes(report: dict, console: Console | None = None) -> None:
+    """What the collector decided about the folder itself: beside the table, one line each."""
+    console = console or Console(stderr=True)
+    for line in report.get("errors") or []:
+        console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for line in report.get("warnings") or []:
+        console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    for s in report.get("skipped_files") or []:
+        console.print(f"[yellow]skipped[/] {escape(s['file'])}: {escape(s['reason'])}",
+                      highlight=False, soft_wrap=True)
 
 
 def cmd_lists(args: argparse.Namespace) -> int:
@@ -136,7 +279,7 @@ def cmd_lists(args: argparse.Namespace) -> int:
     written = write_lists(Path(args.data), Path(args.out), args.split)
     for k, v in written.items():
         n = len(v.read_text().splitlines())
-        Console().print(f"{k:16s} {v}  ({n} lines)")
+        Console().print(f"{k:16s} {escape(str(v))}  ({n} lines)", highlight=False)
     return 0
 
 
@@ -152,7 +295,7 @@ def cmd_ptq(args: argparse.Namespace) -> int:
         exclude += _exclude_list(Path(args.exclude_from))
     rec = quantize(Path(args.model), calib, Path(args.out), args.recipe, args.method, exclude,
                    args.keep_first_conv, args.quantize_tail, args.per_tensor_weights)
-    Console().print(f"wrote {args.out} (md5 {rec['model']['md5']}, recipe {args.recipe}, "
+    Console().print(f"wrote {escape(args.out)} (md5 {rec['model']['md5']}, recipe {args.recipe}, "
                     f"{args.method} on {len(calib)} images, {len(rec['kept_in_float'])} node(s) "
                     f"kept in float)", highlight=False)
     return 0
@@ -187,7 +330,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     d = report["demo"]
     Console().print(f"fp32 model on {report['golden']}: mAP50-95 {d['fp32_map50_95']}; "
                     f"demo wall time {d['wall_s']} s", highlight=False)
-    Console().print(f"report: {Path(args.out) / 'results' / 'eval_report.json'}", highlight=False)
+    Console().print(f"report: {escape(str(Path(args.out) / 'results' / 'eval_report.json'))}",
+                    highlight=False)
     return report["exit_code"]
 
 
@@ -197,13 +341,17 @@ def cmd_engines(args: argparse.Namespace) -> int:
     t = Table("engine", "available here", title="qparity engines")
     for name in engine_names():
         reason = engine_class(name).probe()
-        t.add_row(name, "[green]yes[/]" if reason is None else f"[yellow]no[/]: {reason}")
+        t.add_row(escape(name), "[green]yes[/]" if reason is None else f"[yellow]no[/]: {escape(reason)}")
     Console().print(t)
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="qparity", description=__doc__)
+    ap = OneLineParser(prog="qparity", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true",
+                    help="on an error, show the traceback too (also QPARITY_DEBUG=1; the flag "
+                         "may stand anywhere on the line)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run engines on a model and data, then collect")
@@ -215,6 +363,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-engine", help="run one engine (in a child process) and write its result")
     p.add_argument("--engine", required=True, help=f"one of: {', '.join(engine_names())}")
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--run-id", help="the run this result belongs to, written into it (default: "
+                                    "QPARITY_RUN_ID, else none)")
     add_engine_args(p)
     p.set_defaults(func=cmd_run_engine)
 
@@ -222,6 +372,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.add_argument("--expect", help="comma-separated engines that must have results; others are "
                                     "ignored (files left by an earlier run)")
+    p.add_argument("--run-id", help="gather this run's files (default: the run run.json names, "
+                                    "else the newest)")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("lists", help="val.txt, calib.txt and sha256 manifests for a COCO folder")
@@ -267,15 +419,37 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("QPARITY_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    err_console.print(f"[bold red]qparity: error:[/] {escape(' '.join(message.split()))}",
+                      highlight=False, soft_wrap=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_wanted(argv)
+    argv = [a for a in argv if a != "--debug"]
     try:
+        args = parser().parse_args(argv)
+        check_options(args)
         return args.func(args)
     except QParityError as e:
-        err_console.print(f"[bold red]qparity: error:[/] {e}", highlight=False, soft_wrap=True)
-        return 2
+        return fail(str(e), debug)
     except KeyboardInterrupt:
+        err_console.print("qparity: interrupted", highlight=False)
         return 130
+    except OSError as e:  # disk full, permissions, a path that is a file: the OS names both
+        where = f"{e.filename}: " if e.filename else ""
+        return fail(f"{where}{e.strerror or e}", debug)
+    except Exception as e:  # a bug: still one line and exit 2, never a 1 that reads as a gate
+        hint = "" if debug else " (run with --debug or QPARITY_DEBUG=1 for the traceback)"
+        return fail(f"internal error: {type(e).__name__}: {e}{hint}", debug)
 
 
 if __name__ == "__main__":

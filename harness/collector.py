@@ -2,24 +2,34 @@
 
 Comparison is kept apart from running: the collector reads result files only, so it can be
 re-run at any time (`qparity collect OUT`) and on results from other machines.
+
+It trusts none of them: every `<engine>.json` is validated (results.validate_result); a file
+that fails is an `error` entry naming the file and the problem, never dropped. Only the files of
+one run id are gathered (the one run.json names, else the newest); the others are listed as
+skipped with the reason. The golden engine, the tolerance and the protocol come from the locked
+protocol plus the overrides the results record, never from a result file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .envinfo import environment
 from .errors import QParityError
-from .metrics import METRIC_NAMES
-from .protocol import Protocol, locked_protocol
 from .fileio import write_json_atomic
-from .runner import RESULT_SCHEMA
+from .protocol import Protocol, locked_protocol
+from .results import METRIC_KEYS as METRIC_NAMES, RESULT_SCHEMA, expected_protocol, validate_result
+from .rundir import RUN_NAME, read_run
 
 REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"
+# JSON files in a results folder that are not engine results.
+NOT_RESULTS = (REPORT_NAME, PREFLIGHT_NAME, RUN_NAME, "platform.json")
 REPORT_SCHEMA = 1
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 REFERENCE = "qdq-ref"  # the model's own Q/DQ arithmetic: tells which engine moved
@@ -29,23 +39,76 @@ SAME_AS_GOLDEN = (("model", "sha256", "model file"),
                   ("data", "annotations_sha256", "annotation file"))
 
 
-def load_results(out: Path) -> dict[str, dict[str, Any]]:
+@dataclass
+class Scan:
+    """What a results folder holds for one run: results by engine (invalid files included, as
+    errors), the run id gathered, and the files left out with the reason."""
+    results: dict[str, dict[str, Any]]
+    run_id: str | None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    run: dict[str, Any] | None = None
+
+
+def invalid_result(stem: str, f: Path, problem: str, run_id: Any = None) -> dict[str, Any]:
+    return {"schema": RESULT_SCHEMA, "engine": stem, "status": "error",
+            "run_id": run_id if isinstance(run_id, str) else None,
+            "reason": f"invalid result file {f.name}: {problem}", "invalid_file": f.name}
+
+
+def _when(r: dict[str, Any]) -> str:
+    return str(r.get("finished") or r.get("started") or "")
+
+
+def scan_results(out: Path, run_id: str | None = None) -> Scan:
+    """Read and validate every `<engine>.json` in `out`, keep one run's."""
     out = Path(out)
     if not out.is_dir():
         raise QParityError("results folder does not exist", out)
-    results = {}
+    run = read_run(out)
+    found: dict[str, dict[str, Any]] = {}
+    invalid: list[str] = []
     for f in sorted(out.glob("*.json")):
-        if f.name in (REPORT_NAME, PREFLIGHT_NAME) or f.name.startswith("."):
+        if f.name in NOT_RESULTS or f.name.startswith("."):
             continue
         try:
             r = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise QParityError(f"unreadable result file ({e})", f) from e
-        if isinstance(r, dict) and r.get("schema") == RESULT_SCHEMA and "engine" in r:
-            results[r["engine"]] = r
-    if not results:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            found[f.stem] = invalid_result(f.stem, f, f"unreadable JSON ({e})")
+            invalid.append(f.name)
+            continue
+        problem = validate_result(r, f.stem)
+        if problem:
+            found[f.stem] = invalid_result(f.stem, f, problem,
+                                           r.get("run_id") if isinstance(r, dict) else None)
+            invalid.append(f.name)
+        else:
+            found[f.stem] = r
+    if not found:
         raise QParityError("no engine result files (<engine>.json) in this folder", out)
-    return results
+    if run_id is None and run is not None:
+        run_id = run["run_id"]
+    ids = {r.get("run_id") for n, r in found.items() if f"{n}.json" not in invalid}
+    if run_id is None and len(ids) > 1:  # no record of the run: the newest one is gathered
+        newest = max((r for n, r in found.items() if f"{n}.json" not in invalid), key=_when)
+        run_id = newest.get("run_id")
+    elif run_id is None and ids:
+        run_id = next(iter(ids))
+    results, skipped = {}, []
+    for name, r in found.items():
+        theirs = r.get("run_id")
+        if theirs == run_id or (r.get("invalid_file") and theirs is None):
+            results[name] = r
+        else:
+            skipped.append({"file": f"{name}.json", "run_id": theirs,
+                            "reason": f"from run {theirs or '(no run id)'}, not the run collected "
+                                      f"({run_id or '(no run id)'})"})
+    return Scan(results, run_id, skipped, invalid, run)
+
+
+def load_results(out: Path) -> dict[str, dict[str, Any]]:
+    """The results of the run a folder holds (see scan_results), invalid files as errors."""
+    return scan_results(out).results
 
 
 def map_delta(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
@@ -77,7 +140,13 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
         "model_sha256": (r.get("model") or {}).get("sha256"),
         "quantized_in_file": (r.get("model") or {}).get("quantized_compute_ops"),
         "result_file": f"{name}.json",
+        "run_id": r.get("run_id"),
     }
+    note = not_int8_note(r.get("model"))
+    if note:
+        entry["model_note"] = note
+    if entry["status"] == "interrupted":  # the report's statuses stay pass/fail/error/...: an
+        entry["status"] = "error"         # interrupted engine is an error wherever it is read
     if entry["status"] != "ok":
         return entry
     if golden is None or golden.get("status") != "ok":
@@ -105,6 +174,18 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
     return _with_speedup(entry, golden, lat)
 
 
+def not_int8_note(model: dict[str, Any] | None) -> str | None:
+    """A model with no compute op fed by a DequantizeLinear weight is not what the gate is for:
+    every engine then runs float and agrees, and "0/0 int8" would pass unnoticed."""
+    if not model or model.get("quantized_compute_ops") is None:
+        return None
+    if model["quantized_compute_ops"] == 0:
+        return (f"not an INT8 QDQ model: none of its {model.get('compute_ops', '?')} compute ops "
+                f"takes a quantized weight ({model.get('quantize_nodes', 0)} QuantizeLinear "
+                f"nodes); every engine runs it in float")
+    return None
+
+
 def _with_speedup(entry: dict[str, Any], golden: dict[str, Any], lat: dict[str, Any]) -> dict[str, Any]:
     g_med = (golden.get("latency_ms") or {}).get("median")
     if g_med and lat.get("median"):
@@ -117,10 +198,12 @@ def add_reference_deltas(entries: dict[str, dict[str, Any]], results: dict[str, 
     """Each engine's delta against qdq-ref, beside (never instead of) the golden gate, and a
     flag when the golden engine itself is off the model's own arithmetic."""
     ref = results.get(REFERENCE)
-    if not ref or ref.get("status") != "ok":
+    # Only results that passed the golden's sameness checks (model, data, protocol) compare.
+    comparable = ("pass", "fail")
+    if not ref or entries.get(REFERENCE, {}).get("status") != "reference":
         return None
     for name, e in entries.items():
-        if name != REFERENCE and results.get(name, {}).get("status") == "ok":
+        if name != REFERENCE and e["status"] in comparable:
             e["delta_vs_qdq_ref"] = map_delta(results[name].get("metrics"), ref.get("metrics"))
     g = entries.get(golden_name, {}).get("delta_vs_qdq_ref")
     drift = g is not None and abs(g) > tolerance
@@ -132,37 +215,73 @@ def add_reference_deltas(entries: dict[str, dict[str, Any]], results: dict[str, 
                      f"arithmetic: the golden engine moved, not (only) the others") if drift else ""}
 
 
-def verdict(entries: dict[str, dict[str, Any]]) -> tuple[str, int]:
+def verdict(entries: dict[str, dict[str, Any]], errors: list[str] | None = None) -> tuple[str, int]:
     statuses = {e["status"] for e in entries.values()}
-    if statuses & {"error", "unavailable"}:
+    if errors or statuses - {"pass", "fail", "reference"}:
         return "error", EXIT_ERROR
     if "fail" in statuses:
         return "fail", EXIT_FAIL
     return "pass", EXIT_PASS
 
 
+def run_problems(scan: Scan) -> list[str]:
+    """What run.json says about the run gathered: an interrupted or unfinished run is no verdict."""
+    run = scan.run
+    if run is None or run.get("run_id") != scan.run_id:
+        return []
+    status = run.get("status")
+    if status == "interrupted":
+        return [f"run {scan.run_id} was interrupted; its results are incomplete"]
+    if status == "running" and run.get("pid") != os.getpid():
+        try:
+            os.kill(int(run.get("pid")), 0)
+            alive = True
+        except (OSError, TypeError, ValueError):
+            alive = False
+        return [f"run {scan.run_id} is still running (pid {run.get('pid')})" if alive else
+                f"run {scan.run_id} never finished (its process is gone)"]
+    return []
+
+
+def report_protocol(ref: dict[str, Any], locked: Protocol) -> dict[str, Any]:
+    """The locked protocol with the overrides the gathered results record (validated)."""
+    if ref.get("status") == "ok":
+        try:
+            return expected_protocol(ref.get("protocol") or {}).to_dict()
+        except ValueError:
+            pass
+    return locked.to_dict()
+
+
 def collect(out: Path, protocol: Protocol | None = None,
-            expect: list[str] | None = None) -> dict[str, Any]:
+            expect: list[str] | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Build and write `<out>/eval_report.json` from the result files in `out`.
 
-    With `expect`, only those engines are judged (a file left by an earlier run with other
-    engines is ignored) and an expected engine without a result file is an error.
+    With `expect` (by default the engines run.json lists), only those engines are judged (a
+    file left by an earlier run with other engines is ignored) and an expected engine without a
+    result file is an error. `run_id` picks the run to gather (default: run.json's, else the
+    newest). The gate (golden engine, tolerance) is `protocol`'s, by default the locked one.
     """
     out = Path(out)
-    results = load_results(out)
+    scan = scan_results(out, run_id)
+    results = scan.results
+    if expect is None and scan.run is not None and scan.run["run_id"] == scan.run_id:
+        expect = [str(e) for e in scan.run.get("engines") or []] or None
     if expect is not None:
+        for name in sorted(set(results) - set(expect)):
+            scan.skipped.append({"file": f"{name}.json", "run_id": results[name].get("run_id"),
+                                 "reason": "engine not asked for in this run"})
         results = {n: r for n, r in results.items() if n in expect}
         for name in expect:
             if name not in results:
                 results[name] = {"schema": RESULT_SCHEMA, "engine": name, "status": "error",
                                  "reason": f"no result file {name}.json in {out}"}
-    recorded = next((r["protocol"] for r in results.values() if r.get("protocol")), {})
-    golden_name = (protocol.golden if protocol else recorded.get("golden")) or locked_protocol().golden
+    locked = protocol or locked_protocol()
+    golden_name = locked.golden
+    tolerance = float(locked.tolerance_map50_95)
     golden = results.get(golden_name)
     ref = golden if golden and golden.get("status") == "ok" else next(
         (r for r in results.values() if r.get("status") == "ok"), golden or {})
-    tolerance = float((ref.get("protocol") or {}).get("tolerance_map50_95",
-                                                       locked_protocol().tolerance_map50_95))
     order = [golden_name] + sorted(n for n in results if n != golden_name)
     entries = {n: engine_entry(n, results[n], golden, golden_name, tolerance)
                for n in order if n in results}
@@ -172,20 +291,39 @@ def collect(out: Path, protocol: Protocol | None = None,
     reference = add_reference_deltas(entries, results, golden_name, tolerance)
     preflight = None
     if (out / PREFLIGHT_NAME).is_file():
-        preflight = json.loads((out / PREFLIGHT_NAME).read_text())
-        for name, e in entries.items():
-            pre = preflight["engines"].get(name)
-            if pre is not None:  # beside an engine's refusal, what check-model predicted
-                e["preflight"] = pre
-    v, code = verdict(entries)
+        try:
+            preflight = json.loads((out / PREFLIGHT_NAME).read_text())
+            pre_engines = preflight["engines"]
+            if not isinstance(pre_engines, dict):
+                raise TypeError("engines is not an object")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise QParityError(f"unreadable preflight record ({e})", out / PREFLIGHT_NAME) from e
+        if preflight.get("run_id", scan.run_id) != scan.run_id:
+            scan.skipped.append({"file": PREFLIGHT_NAME, "run_id": preflight.get("run_id"),
+                                 "reason": f"from run {preflight.get('run_id')}, not the run "
+                                           f"collected ({scan.run_id})"})
+            preflight = None
+        else:
+            for name, e in entries.items():
+                pre = pre_engines.get(name)
+                if pre is not None:  # beside an engine's refusal, what check-model predicted
+                    e["preflight"] = pre
+    errors = run_problems(scan)
+    v, code = verdict(entries, errors)
+    warnings = sorted({e["model_note"] for e in entries.values() if e.get("model_note")})
     report = {
         "schema": REPORT_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_id": scan.run_id,
         "golden": golden_name,
         "tolerance_map50_95": tolerance,
         "verdict": v,
         "exit_code": code,
-        "protocol": ref.get("protocol"),
+        "errors": errors,
+        "warnings": warnings,
+        "skipped_files": scan.skipped,
+        "invalid_files": scan.invalid,
+        "protocol": report_protocol(ref, locked),
         "model": ref.get("model"),
         "data": ref.get("data"),
         "reference": reference,

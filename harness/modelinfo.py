@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .fileio import md5_file, sha256_file
 from .errors import QParityError
+from .fileio import md5_file, sha256_file
 
 
 @dataclass
@@ -28,6 +30,10 @@ class ModelInfo:
     quantized_compute_ops: int  # Conv/MatMul/Gemm whose weight comes through a DequantizeLinear
     compute_ops: int
     md5_file_check: str  # "ok", "mismatch", or "absent" for onnx_int8_md5.txt beside the model
+    # Files holding tensors outside the .onnx (ONNX external data), resolved next to the model;
+    # when there are any, `sha256` covers the model file and each of them (see model_digest).
+    external_data: list[dict[str, Any]] | None = None
+    is_int8_qdq: bool = True  # False: no compute op takes a quantized weight (a float model)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,12 +48,75 @@ def _dims(value_info: Any) -> list[int | str]:
 
 
 def _md5_sidecar(path: Path, md5: str) -> str:
-    """SPEC.md: every engine checks the model against the md5 recorded next to it."""
+    """SPEC.md: every engine checks the model against the md5 recorded next to it.
+
+    The record is md5sum's format, one `<md5>  <file name>` line per model, so two models in one
+    folder each have their own; a line without a name (a bare md5) speaks for any file. A record
+    that names only other files says nothing about this one: "absent"."""
     sidecar = path.parent / "onnx_int8_md5.txt"
     if not sidecar.is_file():
         return "absent"
-    recorded = sidecar.read_text().split()
-    return "ok" if recorded and recorded[0].lower() == md5 else "mismatch"
+    try:
+        lines = sidecar.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise QParityError(f"unreadable md5 record ({e})", sidecar) from e
+    for line in lines:
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        name = fields[1].strip().lstrip("*") if len(fields) > 1 else None
+        if name is None or Path(name).name == path.name:
+            return "ok" if fields[0].lower() == md5 else "mismatch"
+    return "absent"
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for g in attr.graphs:
+                yield from _tensors(g)
+
+
+def external_files(model: Any, path: Path) -> list[Path]:
+    """The external-data files the model's tensors point to, resolved next to the model (as
+    ONNX Runtime resolves them), whatever the current folder; a missing one is an error."""
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    found: dict[str, Path] = {}
+    for t in _tensors(model.graph):
+        if not uses_external_data(t):
+            continue
+        location = ExternalDataInfo(t).location
+        target = (path.parent / location).resolve()
+        if not location or Path(location).is_absolute() or ".." in Path(location).parts:
+            raise QParityError(f"tensor {t.name!r} keeps its data in {location!r}, which is not a "
+                               f"file name beside the model", path)
+        if not target.is_file():
+            raise QParityError(f"external data file {location!r} of tensor {t.name!r} does not "
+                               f"exist next to the model ({target})", path)
+        found[location] = target
+    return [found[k] for k in sorted(found)]
+
+
+def model_digest(path: Path, externals: list[Path]) -> tuple[str, list[dict[str, Any]] | None]:
+    """sha256 of the model file alone, or, with external data, of the model file's sha256 and
+    each data file's name and sha256: a changed weight file changes the model's hash."""
+    own = sha256_file(path)
+    if not externals:
+        return own, None
+    records = [{"location": p.name, "sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+               for p in externals]
+    h = hashlib.sha256(own.encode())
+    for r in records:
+        h.update(f"\n{r['location']} {r['sha256']}".encode())
+    return h.hexdigest(), records
 
 
 def inspect_model(path: Path, size: int) -> ModelInfo:
@@ -81,10 +150,11 @@ def inspect_model(path: Path, size: int) -> ModelInfo:
     compute = [n for n in g.node if n.op_type in COMPUTE_OPS]
     quantized = [n for n in compute if len(n.input) > 1 and n.input[1] in dq_outputs]
     md5 = md5_file(path)
+    sha256, external = model_digest(path, external_files(model, path))
     return ModelInfo(
         path=str(path.resolve()),
         md5=md5,
-        sha256=sha256_file(path),
+        sha256=sha256,
         size_bytes=path.stat().st_size,
         input_name=inputs[0].name,
         input_shape=in_shape,
@@ -97,4 +167,6 @@ def inspect_model(path: Path, size: int) -> ModelInfo:
         quantized_compute_ops=len(quantized),
         compute_ops=len(compute),
         md5_file_check=_md5_sidecar(path, md5),
+        external_data=external,
+        is_int8_qdq=len(quantized) > 0,
     )

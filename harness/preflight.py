@@ -150,7 +150,7 @@ def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None)
         if not path.is_file() or "not a valid ONNX" in str(e):
             raise
         findings.append(Finding("io-contract", "refuse", list(ENGINES), str(e)))
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(path))  # external data: resolved next to the model, not the cwd
     findings += _qdq_findings(model)
     for f in (_float_bias_convs(model),
               _signed_activation_risk(model, cpu_info()["flags"] if cpu_flags is None else cpu_flags)):
@@ -195,15 +195,16 @@ def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
 
 
 def print_check(verdict: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from .report import wide_console
 
-    t = Table(title=f"check-model {verdict['model']}", title_justify="left")
+    t = Table(title=f"check-model {escape(str(verdict['model']))}", title_justify="left")
     t.add_column("engine")
     t.add_column("accepts")
     t.add_column("why / risks", overflow="fold")
     for e, v in verdict["engines"].items():
         t.add_row(e, "[green]yes[/]" if v["accepts"] else "[bold red]no[/]",
-                  "\n".join(v["reasons"]) or "-")
+                  escape("\n".join(v["reasons"])) or "-")
     wide_console().print(t)

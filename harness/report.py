@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -52,6 +53,7 @@ def engine_table(report: dict[str, Any]) -> Table:
             _num(m.get("map50")), _num(m.get("map_small")), _num(m.get("map_medium")),
             _num(m.get("map_large")), _num(lat.get("median"), "{:.3f}"),
             _num(lat.get("p95"), "{:.3f}"), _num(e.get("speedup_vs_golden"), "{:.2f}x"),
+            Text("not INT8 QDQ", style="bold yellow") if e.get("model_note") else
             Text(int8, style="yellow" if mostly_float else ""),
         ]
         t.add_row(*cells)
@@ -80,10 +82,10 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     console.print(engine_table(report))
     for name, e in report["engines"].items():
         if e.get("reason"):
-            console.print(f"[{STATUS_STYLE.get(e['status'], '')}]{name}[/]: {e['reason']}",
-                          highlight=False)
+            console.print(f"[{STATUS_STYLE.get(e['status'], '')}]{escape(name)}[/]: "
+                          f"{escape(e['reason'])}", highlight=False)
     ref = report.get("reference")
     if ref and ref.get("golden_drift"):
-        console.print(f"[bold red]golden drift:[/] {ref['note']}", highlight=False)
+        console.print(f"[bold red]golden drift:[/] {escape(ref['note'])}", highlight=False)
     colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "red")
     console.print(f"verdict: [bold {colour}]{report['verdict']}[/] (exit {report['exit_code']})")

@@ -1,17 +1,22 @@
 """Run one engine over the data: evaluate, time, describe; always leave a result file.
 
-`execute` does the work in this process. `run_isolated` runs it in a child process, so a
-crash (a segfault in an engine's native code) costs only that engine's result, which the
-parent then writes as an `error` saying how the child died.
+`execute` does the work in this process. `run_isolated` runs it in a child process (its own
+process group), so a crash (a segfault in an engine's native code) costs only that engine's
+result, which the parent then writes as an `error` saying how the child died; a child past its
+timeout is ended with its whole group (`error: timed out`), and Ctrl-C is passed on to it so it
+writes an `interrupted` result before the run stops.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,6 @@ import numpy as np
 
 from .data import Dataset
 from .engines import EngineConfig, EngineFailure, EngineUnavailable, engine_class
-from .envinfo import environment
 from .errors import QParityError
 from .evaluate import run_dataset
 from .fileio import write_json_atomic
@@ -28,8 +32,15 @@ from .latency import measure
 from .metrics import evaluate
 from .modelinfo import inspect_model
 from .protocol import Protocol
+from .results import RESULT_SCHEMA, detections_path, new_result, result_path
 
-RESULT_SCHEMA = 1
+# How long one engine child may run before its process group is ended. Generous: a TensorRT
+# build plus 5000 images on a slow CPU stays well inside it; a hung engine does not.
+DEFAULT_ENGINE_TIMEOUT_S = 6 * 3600.0
+# After Ctrl-C, how long the child gets to write its `interrupted` result.
+INTERRUPT_GRACE_S = 20.0
+__all__ = ["RESULT_SCHEMA", "RunRequest", "detections_path", "execute", "new_result",
+           "result_path", "run_isolated"]
 
 
 @dataclass
@@ -42,6 +53,8 @@ class RunRequest:
     protocol: Protocol
     limit: int | None = None
     config: EngineConfig = field(default_factory=EngineConfig)
+    run_id: str | None = None  # written into every file; None for a result made outside a run
+    timeout_s: float = DEFAULT_ENGINE_TIMEOUT_S  # for the child process of run_isolated
 
     def argv(self) -> list[str]:
         """The `qparity run-engine` arguments that reproduce this request in a child."""
@@ -56,34 +69,59 @@ class RunRequest:
             args += ["--cache-dir", str(self.config.cache_dir)]
         for k, v in self.config.options.items():
             args += ["--engine-opt", f"{k}={v}"]
+        if self.run_id is not None:
+            args += ["--run-id", self.run_id]
         return args
 
 
-def result_path(out: Path, engine: str) -> Path:
-    return Path(out) / f"{engine}.json"
+def finite_outputs(run: Callable[[np.ndarray], Any], data: Dataset, engine: str
+                   ) -> Callable[[np.ndarray], Any]:
+    """`run`, refusing any output with a NaN or an infinity: pycocotools scores a NaN box as a
+    match, so such an output must stop the engine, naming the image, never reach the metric.
+
+    Calls come in dataset order (the evaluator feeds images in order), so the n-th call is the
+    n-th image. The check costs about 0.2 ms on a [1, 6300, 85] float32 output; it counts in
+    the evaluation's inference time, never in the latency protocol (which calls the engine).
+    """
+    calls = itertools.count()
+
+    def checked(x: np.ndarray) -> Any:
+        i = next(calls)
+        raw = run(x)
+        a = np.asarray(raw)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            name = data.files[i].name if i < len(data.files) else f"#{i}"
+            raise QParityError(f"{engine} returned {bad} non-finite value(s) (NaN or Inf) of "
+                               f"{a.size} in its output for image {name}; such an output is "
+                               f"never scored")
+        return raw
+
+    return checked
 
 
-def detections_path(out: Path, engine: str) -> Path:
-    return Path(out) / "detections" / f"{engine}.npz"
-
-
-def new_result(engine: str, protocol: Protocol) -> dict[str, Any]:
-    return {"schema": RESULT_SCHEMA, "engine": engine, "status": "error", "reason": "",
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "protocol": protocol.to_dict(),
-            "env": environment()}
+def _phase(res: dict[str, Any]) -> str:
+    if "latency_ms" in res:
+        return "after the latency measurement"
+    if "metrics" in res:
+        return "during the latency measurement"
+    if "load_s" in res:
+        return "during the evaluation of the images"
+    return "before the engine had run any image"
 
 
 def _progress(total: int, label: str):
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    return Progress(f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    return Progress(f"[bold]{escape(label)}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=True)
 
 
 def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
     """Do the whole per-engine job in this process; what was measured is kept on failure."""
-    res = new_result(req.engine, req.protocol)
+    res = new_result(req.engine, req.protocol, req.run_id)
     engine = None
     try:
         cls = engine_class(req.engine)
@@ -104,12 +142,17 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["load_s"] = round(time.perf_counter() - t0, 3)
         with _progress(len(data.files), req.engine) as bar:
             task = bar.add_task(req.engine, total=len(data.files))
-            out = run_dataset(engine.run, data, req.protocol, req.engine,
+            out = run_dataset(finite_outputs(engine.run, data, req.engine), data, req.protocol,
+                              req.engine,
                               on_image=lambda: bar.advance(task) if show_progress else None)
+        if not np.isfinite(out.detections).all():  # a finite output mapped to an infinite box
+            bad = int(out.detections.size - np.count_nonzero(np.isfinite(out.detections)))
+            raise QParityError(f"{req.engine}: {bad} non-finite value(s) in the decoded "
+                               f"detections; never scored")
         res["eval_timing"] = out.timing_s
         dpath = detections_path(req.out, req.engine)
         dpath.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(dpath, detections=out.detections)
+        np.savez_compressed(dpath, detections=out.detections, run_id=np.array(req.run_id or ""))
         res["detections_file"] = str(dpath.relative_to(req.out))
         res["metrics"] = evaluate(data.coco_json, out.detections, data.image_ids)
         # Checkpoint: if the engine dies in native code while being timed, its accuracy survives.
@@ -124,6 +167,10 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["engine_info"] = engine.describe()
         res["census"] = engine.census()
         res["status"], res["reason"] = "ok", ""
+    except KeyboardInterrupt:
+        res["status"] = "interrupted"
+        res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {_phase(res)}"
+        raise
     except EngineUnavailable as e:
         res["status"], res["reason"] = "unavailable", str(e)
     except (EngineFailure, QParityError) as e:
@@ -150,19 +197,97 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+def _end_group(proc: subprocess.Popen, sig: int, grace_s: float) -> int:
+    """Send `sig` to the child's process group and wait up to grace_s; then, or if this wait is
+    itself interrupted (a second Ctrl-C), SIGKILL the group: no engine outlives its run."""
+    try:
+        os.killpg(proc.pid, sig)
+        return proc.wait(grace_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return proc.wait()
+
+
+_NO_RESULT = "before the engine process had written anything"
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return res if isinstance(res, dict) else None
+
+
+class sigterm_as_interrupt:
+    """While a parent supervises engine children, SIGTERM (docker stop, a CI job cancelled) is
+    handled like Ctrl-C: the child is told, writes its `interrupted` result, and is ended,
+    instead of the parent dying and leaving the engine running in its own session."""
+
+    def __enter__(self) -> "sigterm_as_interrupt":
+        self.previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
 def run_isolated(req: RunRequest) -> dict[str, Any]:
-    """Run `execute` in a child process and return its result, or an error result if it died."""
+    """Run `execute` in a child process and return its result, or an error result if it died,
+    ran past `req.timeout_s`, or was interrupted (KeyboardInterrupt is re-raised after the
+    interrupted result is on disk)."""
     path = result_path(req.out, req.engine)
     path.unlink(missing_ok=True)  # a stale file must never stand in for this run
     cmd = [sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"]
-    code = subprocess.run(cmd).returncode
-    if path.is_file():
-        res = json.loads(path.read_text())
+    # Its own session: a timeout ends the engine and anything it started, and a terminal's
+    # Ctrl-C reaches only us, so the child is told (SIGINT) and given time to write its result.
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    ended = None
+    try:
+        code = proc.wait(req.timeout_s)
+    except subprocess.TimeoutExpired:
+        code = _end_group(proc, signal.SIGTERM, 10.0)
+        ended = f"timed out after {req.timeout_s:g} s (--engine-timeout); its process group was ended"
+    except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt):  # anything else ends the engine at once
+            _end_group(proc, signal.SIGKILL, 0)
+            raise
+        _end_group(proc, signal.SIGINT, INTERRUPT_GRACE_S)
+        res = _read_result(path)
+        if res is None or res.get("status") != "interrupted":
+            phase = _phase(res) if res else _NO_RESULT
+            res = dict(res or new_result(req.engine, req.protocol, req.run_id))
+            res.pop("partial", None)
+            res["status"] = "interrupted"
+            res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {phase}"
+            write_json_atomic(path, res)
+        raise
+    res = _read_result(path)
+    if ended:  # what the child measured before it hung is kept, under the timeout's status
+        phase = _phase(res) if res else _NO_RESULT
+        res = res if res is not None else new_result(req.engine, req.protocol, req.run_id)
+        res.pop("partial", None)
+        res["status"], res["reason"] = "error", f"{ended} {phase}"
+        write_json_atomic(path, res)
+        return res
+    if res is not None:
         if res.get("partial"):  # the checkpoint of a child that died before finishing
             res["reason"] += f" ({req.engine} process {describe_exit(code)})"
             write_json_atomic(path, res)
         return res
-    res = new_result(req.engine, req.protocol)
+    res = new_result(req.engine, req.protocol, req.run_id)
     res["reason"] = f"{req.engine} engine process {describe_exit(code)} before writing a result"
     write_json_atomic(path, res)
     return res

@@ -23,8 +23,11 @@ def _registry() -> dict[str, str]:
     reg = dict(REGISTRY)
     for item in filter(None, os.environ.get("QPARITY_EXTRA_ENGINES", "").split(",")):
         name, sep, target = item.partition("=")
-        if not sep or ":" not in target:
+        if not sep or ":" not in target or not name.strip():
             raise QParityError(f"QPARITY_EXTRA_ENGINES entry {item!r} is not name=module:Class")
+        if name.strip() in REGISTRY:  # a plugin may add an engine, never stand in for one
+            raise QParityError(f"QPARITY_EXTRA_ENGINES entry {item!r} would replace the built-in "
+                               f"engine {name.strip()!r}; give the plugin another name")
         reg[name.strip()] = target.strip()
     return reg
 
@@ -38,7 +41,14 @@ def engine_class(name: str) -> type[Engine]:
     if name not in reg:
         raise QParityError(f"unknown engine {name!r}; known: {', '.join(reg)}")
     module, _, cls = reg[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
+        if name in REGISTRY:  # a built-in that cannot import is a broken install: show it all
+            raise
+        raise QParityError(f"engine {name!r} from QPARITY_EXTRA_ENGINES cannot be loaded "
+                           f"({reg[name]}: {type(e).__name__}: {e})") from e
+    return found
 
 
 __all__ = ["REGISTRY", "engine_names", "Engine", "EngineConfig", "EngineFailure", "EngineUnavailable",
