@@ -9,8 +9,8 @@ Two ways, both printing qparity / native ratios of median and P95:
   the same clock; per-call alternation means a change in machine load hits both alike.
   Native for ONNX Runtime: a bare `session.run(None, {name: x})` on the engine's own session.
   Native for OpenVINO: `request.infer()` on a second request of the same compiled model with
-  its input tensor preallocated, as benchmark_app does; OpenVINO's own `request.latency` is
-  shown for both.
+  its input tensor preallocated, as benchmark_app does (the same image written into it before
+  the pair, outside the timing); OpenVINO's own `request.latency` is shown for both.
 - whole commands, alternating: `benchmark_app` (with qparity's exact compile properties
   through -load_config, -ip f32, sync API, one request) against this script's `--qparity-once`
   (load the engine, run the locked protocol's warm-up and timed runs through
@@ -72,11 +72,10 @@ def per_call(engine_name: str, model: Path, inputs, pairs: int, threads: int | N
         native_ms = None
     else:
         req = eng.compiled.create_infer_request()
-        # benchmark_app fills its preallocated input tensor once, before timing
-        req.get_input_tensor(0).data[...] = inputs[0]
+        tensor = req.get_input_tensor(0).data
 
         def native(x):
-            req.infer()
+            req.infer()  # benchmark_app's sync loop: a preallocated, already filled input
         native_ms = lambda: float(req.latency)  # noqa: E731
     n_in = len(inputs)
     buf = np.empty_like(inputs[0])
@@ -89,6 +88,8 @@ def per_call(engine_name: str, model: Path, inputs, pairs: int, threads: int | N
         np.copyto(buf, inputs[k % n_in])  # as harness.latency.measure stages each input
         x = buf
         first_q = k % 2 == 0  # alternate which goes first within the pair too
+        if engine_name == "openvino":  # the same image, written outside the timing
+            tensor[...] = x
         for which in ((0, 1) if first_q else (1, 0)):
             t0 = clock()
             (eng.infer if which == 0 else native)(x)

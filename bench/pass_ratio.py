@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def load_old_run_dataset():
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("harness._old_evaluate", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod.run_dataset
 
