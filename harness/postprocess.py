@@ -61,9 +61,8 @@ def score_order(scores: np.ndarray, limit: int | None = None, above: float | Non
     done, size = 0, first
     while done < limit and len(s):
         t = _threshold_for(s, size, above)
-        take = s >= t
-        if above is not None:
-            take &= s > above
+        # t comes from scores > above, so s >= t already implies s > above
+        take = s >= t if t != -np.inf or above is None else s > above
         sel = np.flatnonzero(take)
         chunk = sel[np.argsort(-s[sel], kind="stable")][:limit - done]
         done += len(chunk)
