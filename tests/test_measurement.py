@@ -108,3 +108,16 @@ def test_prefetch_uses_the_cores_the_engine_leaves():
     assert prefetch_workers(n) == 1  # the engine takes every core: one reader still
     assert prefetch_workers(None) == 2
     assert 1 <= prefetch_workers(1) <= 2
+
+
+def test_report_says_what_each_latency_covers():
+    from harness.report import latency_notes
+
+    rep = {"engines": {
+        "ort-cpu": {"latency_ms": {"median": 3.0, "timed": "one InferenceSession.run"}},
+        "openvino": {"latency_ms": {"median": 3.1, "timed": "one infer request",
+                                    "engine_reported": {"median": 2.95}}},
+        "tensorrt": {"status": "unavailable", "latency_ms": None}}}
+    assert latency_notes(rep) == [
+        "latency ort-cpu: one InferenceSession.run",
+        "latency openvino: one infer request (engine's own median 2.950 ms)"]
