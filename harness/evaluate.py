@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
+from .engines.base import visible_cpus
 from .errors import QParityError
 from .letterbox import LetterboxInfo, boxes_to_original, letterbox, to_input
 from .postprocess import Detections, decode
@@ -60,6 +61,14 @@ def prefetched(dataset: Dataset, protocol: Protocol, workers: int = 2, depth: in
             yield pending.popleft().result()
 
 
+def prefetch_workers(engine_threads: int | None) -> int:
+    """Threads for reading and letterboxing: the cores the engine's threads leave over, at
+    least one, at most two (more only contend with the engine for the same cores)."""
+    if engine_threads is None:
+        return 2
+    return max(1, min(2, visible_cpus() - engine_threads))
+
+
 def to_coco_rows(dets: Detections, info: LetterboxInfo, image_id: int,
                  category_ids: list[int]) -> np.ndarray:
     xyxy = boxes_to_original(dets.boxes, info)
@@ -82,35 +91,63 @@ def check_output(raw: Any, num_classes: int, engine: str) -> np.ndarray:
 
 def run_dataset(run: Callable[[np.ndarray], np.ndarray], dataset: Dataset, protocol: Protocol,
                 engine_name: str, on_image: Callable[[], None] | None = None,
-                keep_latency_inputs: int = 8) -> EvalOutput:
-    """Run every image through `run`, decode + NMS + map back, and collect COCO rows."""
-    rows, latency_inputs = [], []
+                keep_latency_inputs: int = 8, engine_threads: int | None = None,
+                max_pending: int = 4) -> EvalOutput:
+    """Run every image through `run`, decode + NMS + map back, and collect COCO rows.
+
+    Inference runs on this thread, one image after another; reading and letterboxing run
+    ahead on `prefetch_workers` threads, and decode + NMS run behind on one more thread (at
+    most `max_pending` outputs waiting), so the engine is not idle while a previous image is
+    decoded. `engine_threads` sizes the prefetch pool to the cores left over.
+    """
+    rows: list[np.ndarray] = []
+    latency_inputs: list[np.ndarray] = []
     totals = dict.fromkeys(("read", "letterbox", "inference", "postprocess"), 0.0)
     first_ms = float("nan")
-    t_start = time.perf_counter()
-    for p in prefetched(dataset, protocol):
+    nc, ids, cats = dataset.num_classes, dataset.image_ids, dataset.category_ids
+
+    def post(raw: np.ndarray, p: Prepared) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        raw = run(p.x)
-        t1 = time.perf_counter()
-        if p.index == 0:
-            first_ms = (t1 - t0) * 1e3
-        raw = check_output(raw, dataset.num_classes, engine_name)
         dets = decode(raw[0], protocol.conf_thres, protocol.iou_thres, protocol.max_nms,
                       protocol.max_det, protocol.multi_label, protocol.class_agnostic)
-        rows.append(to_coco_rows(dets, p.info, dataset.image_ids[p.index], dataset.category_ids))
-        if len(latency_inputs) < keep_latency_inputs:
-            latency_inputs.append(p.x)
-        totals["read"] += p.read_s
-        totals["letterbox"] += p.letterbox_s
-        totals["inference"] += t1 - t0
-        totals["postprocess"] += time.perf_counter() - t1
+        out = to_coco_rows(dets, p.info, ids[p.index], cats)
+        return out, time.perf_counter() - t0
+
+    def collect(fut) -> None:
+        out, dt = fut.result()
+        rows.append(out)
+        totals["postprocess"] += dt
         if on_image:
             on_image()
+
+    t_start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder:
+        waiting: deque = deque()
+        for p in prefetched(dataset, protocol, workers=prefetch_workers(engine_threads)):
+            t0 = time.perf_counter()
+            raw = run(p.x)
+            t1 = time.perf_counter()
+            if p.index == 0:
+                first_ms = (t1 - t0) * 1e3
+            raw = check_output(raw, nc, engine_name)
+            totals["inference"] += t1 - t0
+            totals["read"] += p.read_s
+            totals["letterbox"] += p.letterbox_s
+            if len(latency_inputs) < keep_latency_inputs:
+                latency_inputs.append(p.x)
+            while len(waiting) >= max_pending:
+                collect(waiting.popleft())
+            waiting.append(decoder.submit(post, raw, p))
+        while waiting:
+            collect(waiting.popleft())
     wall = time.perf_counter() - t_start
     n = len(dataset.files)
     timing = {f"{k}_s": round(v, 4) for k, v in totals.items()}
     timing.update(wall_s=round(wall, 4), images=n, images_per_s=round(n / wall, 3) if wall else 0.0,
                   inference_only_images_per_s=round(n / totals["inference"], 3)
-                  if totals["inference"] else 0.0)
+                  if totals["inference"] else 0.0,
+                  wall_over_inference=round(wall / totals["inference"], 3)
+                  if totals["inference"] else 0.0,
+                  prefetch_workers=prefetch_workers(engine_threads), decode_threads=1)
     detections = np.concatenate(rows) if rows else np.zeros((0, 7))
     return EvalOutput(detections, first_ms, latency_inputs, timing)

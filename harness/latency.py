@@ -30,23 +30,51 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 
 def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], warmup: int,
-            runs: int, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, Any]:
+            runs: int, clock: Callable[[], int] = time.perf_counter_ns,
+            engine_ms: Callable[[], float | None] | None = None) -> dict[str, Any]:
     """Time `run` on real inputs, cycling through them so no single image is favoured.
 
     The warm-up runs are not timed; each timed run is bracketed by the monotonic
     high-resolution clock alone, so the figure is the engine's call and nothing else.
+    Before each call, outside the bracket, its input is copied into one reused buffer: the
+    engine reads freshly written memory, as right after a real pipeline's preprocessing (and
+    as from benchmark_app's filled input tensor), not an array last touched several calls ago
+    and evicted from the caches since (that alone cost ~5-8 % on a 3 ms model).
+    `engine_ms`, read after each timed run (outside the bracket), is the engine's own
+    measure of that run; its statistics are kept beside the wall-clock ones.
     """
     if not inputs:
         raise ValueError("latency needs at least one input")
+    n_in = len(inputs)
+    same = all(x.shape == inputs[0].shape and x.dtype == inputs[0].dtype for x in inputs)
+    buf = np.empty_like(inputs[0]) if same else None
+
+    def staged(k: int) -> np.ndarray:
+        x = inputs[k % n_in]
+        if buf is None:
+            return x
+        np.copyto(buf, x)
+        return buf
+
     for k in range(warmup):
-        run(inputs[k % len(inputs)])
-    samples = []
+        run(staged(k))
+    samples = [0.0] * runs
+    own: list[float] = []
     for k in range(runs):
-        x = inputs[k % len(inputs)]
+        x = staged(k)
         t0 = clock()
         run(x)
-        samples.append((clock() - t0) / 1e6)
+        t1 = clock()
+        samples[k] = (t1 - t0) / 1e6
+        if engine_ms is not None:
+            v = engine_ms()
+            if v is not None:
+                own.append(float(v))
     stats = summarize(samples)
     stats["warmup"] = warmup
     stats["samples_ms"] = [round(s, 6) for s in samples]
+    stats["input"] = "each input copied into one reused buffer before its call, outside the timing"
+    if own:
+        stats["engine_reported"] = summarize(own)
+        stats["engine_reported"]["samples_ms"] = [round(s, 6) for s in own]
     return stats

@@ -105,16 +105,25 @@ class CalibrationImages:
     at a time, so the histogram calibrator never holds every image's activations at once.
     """
 
-    def __init__(self, paths: list[Path], input_name: str, protocol: Protocol):
+    def __init__(self, paths: list[Path], input_name: str, protocol: Protocol,
+                 chunk: int | None = None):
         self.paths, self.input_name, self.protocol = paths, input_name, protocol
         self.start, self.end = 0, len(paths)
         self.pos = 0
+        # with `chunk`, ONNX Runtime's stride-sized ranges are mapped onto `calib_chunks`
+        self.bounds = calib_chunks(len(paths), chunk) if chunk else None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        if self.bounds is None:
+            return len(self.paths)
+        return stride_for(len(self.paths), self.bounds) * (len(self.bounds) - 1)
 
     def set_range(self, start_index: int, end_index: int) -> None:
-        self.start, self.end = start_index, min(end_index, len(self.paths))
+        if self.bounds is None:
+            self.start, self.end = start_index, min(end_index, len(self.paths))
+        else:
+            k = start_index // stride_for(len(self.paths), self.bounds)
+            self.start, self.end = self.bounds[k], self.bounds[k + 1]
         self.pos = self.start
 
     def rewind(self) -> None:
@@ -146,9 +155,24 @@ def _quiet():
         root.setLevel(level)
 
 
-def stride_for(n: int, preferred: int = CALIB_STRIDE) -> int:
-    """ONNX Runtime wants the stride to divide the set size: the largest divisor <= preferred."""
-    return max(d for d in range(1, min(preferred, n) + 1) if n % d == 0)
+def calib_chunks(n: int, preferred: int = CALIB_STRIDE) -> list[int]:
+    """Boundaries of the calibration chunks: ceil(n / preferred) chunks, in list order, of
+    sizes differing by at most one (512 images: 32 x 16; 30: 2 x 15; 31: 16 + 15).
+
+    The histogram calibrator's result depends on how the set is chunked, so the chunking must
+    depend on the count alone, never on its divisors: a prime count used to fall back to
+    chunks of one image, a different model from the same images.
+    """
+    k = max(1, -(-n // preferred))
+    return [(i * n) // k for i in range(k + 1)]
+
+
+def stride_for(n: int, chunks: int | list[int] = CALIB_STRIDE) -> int:
+    """The CalibStridedMinMax stride given to ONNX Runtime: the largest chunk. ONNX Runtime
+    wants it to divide the set size, so the reader reports stride x chunks images and maps
+    each stride-sized range onto the real chunk (see CalibrationImages)."""
+    bounds = chunks if isinstance(chunks, list) else calib_chunks(n, chunks)
+    return max(b - a for a, b in zip(bounds, bounds[1:]))
 
 
 def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portable",
@@ -193,7 +217,7 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
     }
     if method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
-    reader = CalibrationImages(list(calib), input_name, protocol)
+    reader = CalibrationImages(list(calib), input_name, protocol, chunk=CALIB_STRIDE)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qparity-ptq-") as tmp, _quiet():
         named = Path(tmp) / "named.onnx"
@@ -218,6 +242,7 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
         "recipe": asdict(r),
         "calibration": {"method": method, "percentile": PERCENTILE if method == "percentile" else None,
                         "images": len(calib), "stride": extra["CalibStridedMinMax"],
+                        "chunks": len(calib_chunks(len(calib), CALIB_STRIDE)) - 1,
                         "image_list_sha256": hashlib.sha256(calib_list.encode()).hexdigest()},
         "options": {"keep_first_conv": keep_first_conv, "quantize_tail": quantize_tail,
                     "per_tensor_weights": per_tensor_weights, "exclude": exclude or []},

@@ -69,6 +69,19 @@ def engine_table(report: dict[str, Any]) -> Table:
     return t
 
 
+def latency_notes(report: dict[str, Any]) -> list[str]:
+    """What one latency sample covers, per engine, and the engine's own figure beside it."""
+    out = []
+    for name, e in report["engines"].items():
+        lat = e.get("latency_ms") or {}
+        if not lat.get("timed"):
+            continue
+        own = (lat.get("engine_reported") or {}).get("median")
+        out.append(f"latency {name}: {lat['timed']}"
+                   + (f" (engine's own median {own:.3f} ms)" if own is not None else ""))
+    return out
+
+
 def wide_console(stderr: bool = False) -> Console:
     """A log or CI capture is not a terminal; rich would wrap the table at 80 columns."""
     c = Console(stderr=stderr)
@@ -80,6 +93,8 @@ def wide_console(stderr: bool = False) -> Console:
 def print_report(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or wide_console()
     console.print(engine_table(report))
+    for line in latency_notes(report):
+        console.print(line, style="dim", highlight=False)
     for name, e in report["engines"].items():
         if e.get("reason"):
             console.print(f"[{STATUS_STYLE.get(e['status'], '')}]{escape(name)}[/]: "

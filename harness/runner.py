@@ -140,11 +140,13 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         t0 = time.perf_counter()
         engine.load(req.model)
         res["load_s"] = round(time.perf_counter() - t0, 3)
+        pass_spinning = engine.set_spinning(False)  # spinning threads would starve decode
         with _progress(len(data.files), req.engine) as bar:
             task = bar.add_task(req.engine, total=len(data.files))
             out = run_dataset(finite_outputs(engine.run, data, req.engine), data, req.protocol,
                               req.engine,
-                              on_image=lambda: bar.advance(task) if show_progress else None)
+                              on_image=lambda: bar.advance(task) if show_progress else None,
+                              engine_threads=req.config.threads)
         if not np.isfinite(out.detections).all():  # a finite output mapped to an infinite box
             bad = int(out.detections.size - np.count_nonzero(np.isfinite(out.detections)))
             raise QParityError(f"{req.engine}: {bad} non-finite value(s) in the decoded "
@@ -159,10 +161,13 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         write_json_atomic(result_path(req.out, req.engine),
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
-        lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
+        latency_spinning = engine.set_spinning(True)
+        lat = measure(engine.infer, out.latency_inputs, req.protocol.warmup, req.protocol.runs,
+                      engine_ms=engine.reported_latency_ms)
         engine.timed_runs = req.protocol.runs
         lat["first_inference_ms"] = out.first_inference_ms
         lat["timed"] = cls.timed
+        lat["spinning"] = {"accuracy_pass": pass_spinning, "latency": latency_spinning}
         res["latency_ms"] = lat
         res["engine_info"] = engine.describe()
         res["census"] = engine.census()

@@ -125,3 +125,89 @@ def test_decode_objectness_prefilter_and_empty():
     pred[0, :, 4] = 0.001  # not strictly above conf_thres
     pred[0, :, 5:] = 1.0
     assert len(decode(pred, 0.001, 0.65, 30000, 300)) == 0
+
+
+# --- 80 classes, many candidates, quantized (tied) scores ------------------------------------
+
+def greedy_per_class(boxes, scores, classes, thr, max_det, limit=None):
+    """Reference class-aware greedy NMS: a stable sort, then each candidate against the kept
+    boxes of its own class only; stops at max_det (each kept box depends only on earlier ones)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:limit]
+    kept, by_class = [], {}
+    for i in order:
+        mine = by_class.setdefault(int(classes[i]), [])
+        if all(iou(boxes[i].tolist(), boxes[k].tolist()) <= thr for k in mine):
+            kept.append(i)
+            mine.append(i)
+            if len(kept) == max_det:
+                break
+    return kept
+
+
+def clustered_prediction(rng, n=6300, nc=80, objects=8, quantum=None):
+    """YOLO-like output: weak background everywhere, clusters of overlapping boxes of one class
+    around a few objects; `quantum` rounds scores like an int8 output does (many exact ties)."""
+    pred = np.empty((n, 5 + nc), np.float32)
+    pred[:, :2] = rng.uniform(0, 320, (n, 2))
+    pred[:, 2:4] = rng.uniform(4, 120, (n, 2))
+    pred[:, 4] = 10 ** rng.uniform(-4, -1.5, n)
+    pred[:, 5:] = 10 ** rng.uniform(-4, -1.2, (n, nc))
+    for _ in range(objects):
+        k = rng.integers(20, 120)
+        rows = rng.choice(n, k, replace=False)
+        cxy, wh = rng.uniform(40, 280, 2), rng.uniform(10, 150, 2)
+        pred[rows, :2] = cxy + rng.normal(0, 3, (k, 2))
+        pred[rows, 2:4] = wh * np.exp(rng.normal(0, 0.1, (k, 2)))
+        pred[rows, 4] = rng.uniform(0.3, 0.95, k)
+        pred[rows, 5 + rng.integers(nc)] = rng.uniform(0.5, 0.95, k)
+    if quantum:
+        pred[:, 4:] = np.round(pred[:, 4:] / quantum) * quantum
+    return pred
+
+
+def reference_decode(pred, conf, thr, max_nms, max_det):
+    pred = pred[pred[:, 4] > conf]
+    scores_all = pred[:, 5:] * pred[:, 4:5]
+    i, j = np.nonzero(scores_all > conf)  # row-major: the tie order YOLOv7 keeps
+    boxes = np.concatenate([pred[i, :2] - pred[i, 2:4] / 2, pred[i, :2] + pred[i, 2:4] / 2], 1)
+    keep = greedy_per_class(boxes, scores_all[i, j], j, thr, max_det, limit=max_nms)
+    return boxes[keep], scores_all[i, j][keep], j[keep]
+
+
+@pytest.mark.parametrize("seed,quantum,max_nms,max_det", [(0, None, 30000, 300), (1, 1 / 256, 30000, 300),
+                                                         (2, 1 / 64, 2500, 1000), (3, None, 30000, 2000)])
+def test_decode_80_classes_clustered_matches_reference(seed, quantum, max_nms, max_det):
+    rng = np.random.default_rng(seed)
+    pred = clustered_prediction(rng, quantum=quantum)
+    dets = decode(pred[None], 0.001, 0.65, max_nms, max_det)
+    b, s, c = reference_decode(pred, 0.001, 0.65, max_nms, max_det)
+    assert len(dets) == len(s) > 0
+    np.testing.assert_array_equal(dets.boxes, b)
+    np.testing.assert_array_equal(dets.scores, s)
+    np.testing.assert_array_equal(dets.classes, c)
+
+
+def test_nms_past_the_first_chunks_with_ties():
+    # more candidates than the first sorted chunk, many tied scores: the chunks must
+    # concatenate to the stable order
+    rng = np.random.default_rng(7)
+    boxes, _, classes = random_case(rng, 12000, 80, integer=True)
+    scores = rng.integers(0, 50, 12000).astype(np.float32) / 50
+    got = nms(boxes, scores, classes, 0.65, 6000).tolist()
+    assert len(got) > 2048
+    assert got == greedy_per_class(boxes, scores, classes, 0.65, 6000)
+
+
+@pytest.mark.parametrize("above,limit", [(None, None), (0.3, None), (0.3, 5000), (None, 3)])
+def test_score_order_is_a_stable_argsort_in_chunks(above, limit):
+    from harness.postprocess import score_order
+
+    rng = np.random.default_rng(3)
+    s = (rng.integers(0, 200, 60000) / 200).astype(np.float32)
+    want = np.argsort(-s, kind="stable")
+    if above is not None:
+        want = want[s[want] > above]
+    want = want[:limit]
+    chunks = list(score_order(s, limit, above, first=256))
+    assert len(chunks) > 1 or limit == 3
+    np.testing.assert_array_equal(np.concatenate(chunks), want)

@@ -72,6 +72,22 @@ class Engine(ABC):
         itself (TensorRT's GPU compute time) under "extra_latency_ms".
         """
 
+    def infer(self, x: np.ndarray) -> None:
+        """The call the latency protocol times: one inference whose output may stay inside
+        the engine (no copy out). Defaults to `run`; `timed` must say what it covers."""
+        self.run(x)
+
+    def reported_latency_ms(self) -> float | None:
+        """The engine's own measure of the last `infer`, if it keeps one (OpenVINO's request
+        latency); read outside the timed region and recorded beside the wall-clock sample."""
+        return None
+
+    def set_spinning(self, on: bool) -> str | None:
+        """Let intra-op threads spin while waiting for work (latency protocol, as configured)
+        or not (accuracy pass, where they would steal the cores preprocessing and decoding
+        need). Returns what it did, None when the engine has no such control."""
+        return None
+
     def census(self) -> dict[str, Any] | None:
         """Executed-precision census: which compute ops really ran in int8 (see census.py)."""
         return None

@@ -23,9 +23,14 @@ FLOAT_COMPUTE_OPS = {"Conv", "FusedConv", "NchwcConv", "ConvTranspose", "MatMul"
 GRAPH_OPT_LEVEL = "ORT_ENABLE_ALL"
 
 
+SPIN_KEY = "session.intra_op.allow_spinning"
+
+
 class OrtCpuEngine(Engine):
     name = "ort-cpu"
     graph_opt_level = GRAPH_OPT_LEVEL
+    timed = ("one InferenceSession.run, as a minimal session.run loop: the input read from host "
+             "memory, the output returned in a new host array")
 
     @classmethod
     def probe(cls) -> str | None:
@@ -46,6 +51,18 @@ class OrtCpuEngine(Engine):
         so.log_severity_level = 3
         return so
 
+    @property
+    def configured_spinning(self) -> bool:
+        """ONNX Runtime's default (threads spin), unless --engine-opt allow_spinning=0."""
+        return self.config.options.get("allow_spinning", "1") != "0"
+
+    def _session(self, spinning: bool) -> Any:
+        import onnxruntime as ort
+
+        so = self.session_options()
+        so.add_session_config_entry(SPIN_KEY, "1" if spinning else "0")
+        return ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+
     def load(self, model: Path) -> None:
         try:
             import onnxruntime as ort
@@ -53,15 +70,24 @@ class OrtCpuEngine(Engine):
             raise EngineUnavailable(str(e)) from e
         self.model_path = Path(model)
         try:
-            self.session = ort.InferenceSession(str(model), self.session_options(),
-                                                providers=["CPUExecutionProvider"])
+            self.session = self._session(self.configured_spinning)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
             raise EngineFailure(f"onnxruntime refused the model: {e}") from e
+        # spinning is a session setting: one session per setting, built when first asked for
+        self._sessions = {self.configured_spinning: self.session}
+        self.spinning = self.configured_spinning
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def set_spinning(self, on: bool) -> str | None:
+        want = on and self.configured_spinning
+        if want not in self._sessions:
+            self._sessions[want] = self._session(want)
+        self.session, self.spinning = self._sessions[want], want
+        return f"{SPIN_KEY}={int(want)}"
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -75,6 +101,7 @@ class OrtCpuEngine(Engine):
                 "intra_op_num_threads": self.config.threads,
                 "inter_op_num_threads": 1,
                 "execution_mode": "ORT_SEQUENTIAL",
+                "intra_op_allow_spinning": int(self.configured_spinning),
             },
         }
 
@@ -95,3 +122,4 @@ class OrtCpuEngine(Engine):
 
     def close(self) -> None:
         self.session = None
+        self._sessions = {}
