@@ -17,6 +17,7 @@ from .metrics import METRIC_NAMES
 from .protocol import Protocol, locked_protocol
 from .fileio import write_json_atomic
 from .runner import RESULT_SCHEMA
+from .stability import annotate as annotate_latency
 
 REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"
@@ -170,6 +171,7 @@ def collect(out: Path, protocol: Protocol | None = None,
         entries[golden_name] = {"status": "error", "reason": "golden engine has no result file",
                                 "metrics": None, "delta_map50_95": None, "latency_ms": None}
     reference = add_reference_deltas(entries, results, golden_name, tolerance)
+    annotate_latency(entries, golden_name)  # latency spread; is each speed-up comparable
     preflight = None
     if (out / PREFLIGHT_NAME).is_file():
         preflight = json.loads((out / PREFLIGHT_NAME).read_text())

@@ -30,22 +30,28 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 
 def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], warmup: int,
-            runs: int, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, Any]:
+            runs: int, clock: Callable[[], int] = time.perf_counter_ns,
+            on_run: Callable[[], None] | None = None) -> dict[str, Any]:
     """Time `run` on real inputs, cycling through them so no single image is favoured.
 
     The warm-up runs are not timed; each timed run is bracketed by the monotonic
     high-resolution clock alone, so the figure is the engine's call and nothing else.
+    `on_run` (a progress tick) is called after each run, outside the timed bracket.
     """
     if not inputs:
         raise ValueError("latency needs at least one input")
     for k in range(warmup):
         run(inputs[k % len(inputs)])
+        if on_run:
+            on_run()
     samples = []
     for k in range(runs):
         x = inputs[k % len(inputs)]
         t0 = clock()
         run(x)
         samples.append((clock() - t0) / 1e6)
+        if on_run:
+            on_run()
     stats = summarize(samples)
     stats["warmup"] = warmup
     stats["samples_ms"] = [round(s, 6) for s in samples]

@@ -43,11 +43,9 @@ def _dims(value_info: Any) -> list[int | str]:
 
 def _md5_sidecar(path: Path, md5: str) -> str:
     """SPEC.md: every engine checks the model against the md5 recorded next to it."""
-    sidecar = path.parent / "onnx_int8_md5.txt"
-    if not sidecar.is_file():
-        return "absent"
-    recorded = sidecar.read_text().split()
-    return "ok" if recorded and recorded[0].lower() == md5 else "mismatch"
+    from .md5record import check_record  # one record per model file (and the old one-line form)
+
+    return check_record(path, md5)
 
 
 def inspect_model(path: Path, size: int) -> ModelInfo:

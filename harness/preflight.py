@@ -196,6 +196,7 @@ def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
 
 def print_check(verdict: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from .report import wide_console
 
@@ -205,5 +206,5 @@ def print_check(verdict: dict[str, Any]) -> None:
     t.add_column("why / risks", overflow="fold")
     for e, v in verdict["engines"].items():
         t.add_row(e, "[green]yes[/]" if v["accepts"] else "[bold red]no[/]",
-                  "\n".join(v["reasons"]) or "-")
+                  Text("\n".join(v["reasons"]) or "-"))  # reasons are text, not markup
     wide_console().print(t)

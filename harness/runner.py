@@ -27,6 +27,7 @@ from .fileio import write_json_atomic
 from .latency import measure
 from .metrics import evaluate
 from .modelinfo import inspect_model
+from .progress import bar as progress_bar
 from .protocol import Protocol
 
 RESULT_SCHEMA = 1
@@ -102,8 +103,9 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         t0 = time.perf_counter()
         engine.load(req.model)
         res["load_s"] = round(time.perf_counter() - t0, 3)
-        with _progress(len(data.files), req.engine) as bar:
-            task = bar.add_task(req.engine, total=len(data.files))
+        label = f"{req.engine} {req.model.name}"  # two runs of one engine (int8, fp32) differ
+        with _progress(len(data.files), label) as bar:
+            task = bar.add_task(f"{label}: images", total=len(data.files))
             out = run_dataset(engine.run, data, req.protocol, req.engine,
                               on_image=lambda: bar.advance(task) if show_progress else None)
         res["eval_timing"] = out.timing_s
@@ -116,7 +118,10 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         write_json_atomic(result_path(req.out, req.engine),
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
-        lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
+        with progress_bar(f"{label}: latency", req.protocol.warmup + req.protocol.runs,
+                          show_progress, manual=True) as tick:
+            lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs,
+                          on_run=tick)
         engine.timed_runs = req.protocol.runs
         lat["first_inference_ms"] = out.first_inference_ms
         lat["timed"] = cls.timed

@@ -1,0 +1,70 @@
+"""Is a latency figure stable enough to compare? One rule, used by the report, table and page.
+
+The measure is the spread `P95 / median - 1` of an engine's timed samples. Why this and not the
+coefficient of variation: a single multi-millisecond stall (a page fault, a context switch)
+inflates the standard deviation of 200 samples but moves neither the median nor the P95, and
+is not what makes a rerun disagree. What does is the machine's speed changing *during* the
+measurement (other processes, frequency scaling, a noisy neighbour in a VM): then a broad
+slice of the samples is slow, the P95 moves away from the median, and the next run's median
+lands somewhere else.
+
+Threshold 0.20: on an idle machine a CPU engine's P95 sits 2-10 % above its median (the demo
+model on the 2-core EPYC these tools ran on: 4-10 %); the runs that produced a 0.82x speed-up
+and then 1.26x in an identical rerun had spreads of 27-51 %. A spread over 20 % means at least
+one sample in twenty ran a fifth slower than typical, so medians taken minutes apart can differ
+by about that much, and a speed-up inside that band is not a measurement.
+
+A speed-up (golden median / engine median) is then:
+- "stable": both engines' spreads are within the threshold;
+- "indicative": a spread is over it but the ratio is outside the band a rerun could move it
+  by (1 + the larger spread either way), so its direction holds though its size is uncertain;
+- "noisy": a spread is over it and a rerun could put the ratio on the other side of 1.0; the
+  table prints "noisy" instead of a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPREAD_THRESHOLD = 0.20
+
+
+def spread(lat: dict[str, Any] | None) -> float | None:
+    """P95 / median - 1 of a latency summary, or None without both figures."""
+    if not lat or not lat.get("median") or lat.get("p95") is None:
+        return None
+    return round(lat["p95"] / lat["median"] - 1, 4)
+
+
+def is_stable(lat: dict[str, Any] | None, threshold: float = SPREAD_THRESHOLD) -> bool | None:
+    s = spread(lat)
+    return None if s is None else s <= threshold
+
+
+def speedup_confidence(speedup: float | None, engine_lat: dict[str, Any] | None,
+                       golden_lat: dict[str, Any] | None,
+                       threshold: float = SPREAD_THRESHOLD) -> str | None:
+    """"stable", "indicative" or "noisy" (see the module doc); None without a speed-up."""
+    if not speedup:
+        return None
+    spreads = [s for s in (spread(engine_lat), spread(golden_lat)) if s is not None]
+    worst = max(spreads, default=0.0)
+    if worst <= threshold:
+        return "stable"
+    band = 1 + worst
+    return "indicative" if speedup > band or speedup < 1 / band else "noisy"
+
+
+def annotate(entries: dict[str, dict[str, Any]], golden: str,
+             threshold: float = SPREAD_THRESHOLD) -> None:
+    """Add the stability of each engine's latency and of its speed-up to the report entries."""
+    golden_lat = (entries.get(golden) or {}).get("latency_ms")
+    for e in entries.values():
+        lat = e.get("latency_ms")
+        if not lat:
+            continue
+        lat["spread"] = spread(lat)
+        lat["stable"] = is_stable(lat, threshold)
+        lat["stability_rule"] = f"P95/median - 1 <= {threshold}"
+        e["speedup_confidence"] = speedup_confidence(e.get("speedup_vs_golden"), lat, golden_lat,
+                                                     threshold)
