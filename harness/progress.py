@@ -25,15 +25,17 @@ def bar(label: str, total: int | None, show: bool = True, manual: bool = False,
     """A transient bar; `when_full` replaces the label once the count reaches the total
     (the work that follows the last tick, e.g. "writing the model"), so a full bar is never
     a frozen one."""
-    if not show:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not show or not console.is_terminal:  # a log gets no bar (rich would leave blank lines)
         yield _noop
         return
-    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn,
                                TimeRemainingColumn)
 
     progress = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                         transient=True, auto_refresh=not manual)
     with progress:
         task = progress.add_task(label, total=total)
