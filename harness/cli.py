@@ -226,16 +226,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console = wide_console()
     print_report(report, console, wide=args.wide)
     d = report["demo"]
-    console.print(f"fp32 model on {report['golden']}: mAP50-95 {d['fp32_map50_95']} (the int8 "
-                  f"golden above shows what quantization cost); demo wall time {d['wall_s']} s",
-                  highlight=False)
+    fp32 = d["fp32_map50_95"]
+    console.print(f"fp32 model on {report['golden']}: mAP50-95 "
+                  f"{'-' if fp32 is None else f'{fp32:.2f}'} (against the int8 golden above: what "
+                  f"quantization cost); demo wall time {d['wall_s']} s", highlight=False)
     results = Path(args.out) / "results"
     page = results / "report.html"
-    console.print(f"report: {results / 'eval_report.json'}"
-                  + (f", {page} (open it in a browser)" if page.is_file() else ""), highlight=False)
-    console.print()
+    console.print(f"report: {results / 'eval_report.json'}", highlight=False, soft_wrap=True)
+    if page.is_file():
+        console.print(f"page:   {page}", highlight=False, soft_wrap=True)
     for line in explain(report, Path(args.out)):
-        console.print(line, highlight=False, markup=False)
+        # commands are never broken across lines, so they copy and paste whole
+        console.print(line, highlight=False, markup=False, soft_wrap=line.startswith("  qparity"))
     return report["exit_code"]
 
 

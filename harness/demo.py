@@ -114,7 +114,7 @@ def explain(report: dict[str, Any], out: Path) -> list[str]:
     g = (engines.get(golden, {}).get("metrics") or {}).get("map50_95")
     ov = engines.get("openvino") or {}
     ref = engines.get("qdq-ref") or {}
-    lines = []
+    lines = [""]
     v, code = report["verdict"], report["exit_code"]
     if v == "fail":
         failed = [n for n, e in engines.items() if e["status"] == "fail"]
@@ -136,20 +136,22 @@ def explain(report: dict[str, Any], out: Path) -> list[str]:
         which = (f" qdq-ref, the model's own Q/DQ arithmetic, agrees with {golden} "
                  f"({rd:+.2f}), so OpenVINO is the engine that moved." if rd is not None
                  and abs(rd) <= tol else "")
+        lines.append("")
         lines.append(f"That is the expected result: OpenVINO's failure ({om:.2f} against "
                      f"{g:.2f}) is the finding this demo exists to show, not a fault of "
                      f"qparity or of your install.{which} OpenVINO's int8 path mis-computes "
                      f"this portable (signed, symmetric activation) file on many CPUs; with "
                      f"--engine-opt LP_TRANSFORMS_MODE=NO it agrees with the golden engine.")
     elif ov.get("status") == "pass":
+        lines.append("")
         lines.append("OpenVINO agreed with the golden engine on this CPU; on the CPUs the demo "
                      "was written on, its int8 path fails this file, which is the finding the "
                      "demo usually shows.")
-    lines.append("Next, on this very result:")
+    lines += ["", "Next, on this very result:"]
     target = "openvino" if "openvino" in engines else next(
         (n for n in engines if n not in (golden, "qdq-ref")), golden)
     lines.append(f"  qparity diff {results} --engine {target} --against qdq-ref")
-    lines.append(f"      which images and boxes moved (pictures in {results}/diff_{target}_vs_qdq-ref/)")
+    lines.append("      which images and boxes moved (with pictures)")
     lines.append(f"  qparity localize --model {model} --engine {target} --data {data} --num-images 4")
     lines.append("      the first tensor where the engine leaves the model's arithmetic")
     return lines

@@ -228,9 +228,9 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
     log = hi / max(lo, 1e-9) > 8  # engines an order of magnitude apart: a linear axis hides one
     left, rh, top = 130, 46, 30
     ax = Axis(lo * 0.9 if log else max(0.0, lo - (hi - lo) * 0.08), hi * 1.1 if log else hi + (hi - lo) * 0.08,
-              left, W - 150, log)
-    body = [text(left, 16, "latency per batch-1 inference: every timed sample (dots), box Q1-Q3, "
-                           "whiskers P5-P95" + (" (log axis)" if log else ""), weight="bold")]
+              left, W - 215, log)
+    body = [text(left, 16, "latency per batch-1 inference (ms)" + (", log axis" if log else ""),
+                 weight="bold")]
     body += x_axis(ax, top + rh * len(names) + 4, top - 6, "ms" + (" (log scale)" if log else ""))
     for i, name in enumerate(names):
         s = np.asarray(samples[name])
@@ -250,7 +250,7 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
                     f'</title></line>')
         unstable = lat.get("stable") is False
         note = f"med {med:.3g} · P95 {p95:.3g}" + (" · UNSTABLE" if unstable else "")
-        body.append(text(W - 142, y + 4, note, size=11, fill="#b36b00" if unstable else "#222",
+        body.append(text(W - 205, y + 4, note, size=11, fill="#b36b00" if unstable else "#222",
                          weight="bold" if unstable else "normal"))
     return svg(W, top + rh * len(names) + 44, body, "latency distributions per engine")
 
@@ -259,7 +259,7 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;
 max-width:1100px;color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;
 border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 9px;
-text-align:right;border-bottom:1px solid #eee}td:first-child,th:first-child,td.l,th.l{text-align:left}
+text-align:right;border-bottom:1px solid #eee}td:first-child{white-space:nowrap}td:first-child,th:first-child,td.l,th.l{text-align:left}
 .verdict{display:inline-block;padding:.2em .7em;border-radius:4px;color:#fff;font-weight:bold}
 .pass{background:#2a8a2a}.fail,.error{background:#c62828}.s-pass{color:#2a8a2a;font-weight:bold}
 .s-fail,.s-error{color:#c62828;font-weight:bold}.s-unavailable,.warn{color:#b36b00}
@@ -363,13 +363,14 @@ Golden engine <b>{esc(golden)}</b>, tolerance ±{report['tolerance_map50_95']} m
 {f'<ul>{reasons}</ul>' if reasons else ''}
 {results_table(report)}
 <p class=small>{'<br>'.join(esc(line) for line in legend(report, wide=True))}</p>
-{f"<p>fp32 model on {esc(golden)}: mAP50-95 {demo['fp32_map50_95']} (what quantization cost); demo wall time {demo.get('wall_s')} s.</p>" if demo.get('fp32_map50_95') is not None else ''}
+{f"<p>fp32 model on {esc(golden)}: mAP50-95 {demo['fp32_map50_95']:.2f} (what quantization cost); demo wall time {demo.get('wall_s')} s.</p>" if demo.get('fp32_map50_95') is not None else ''}
 <h2>Accuracy</h2>
 {map_plot(report)}
 <h2>Classes that moved most against {esc(golden)}</h2>
 {classes}
 <h2>Latency</h2>
-<p class=small>What one sample covers: {esc(str(next((e.get('latency_ms') or {}).get('timed') for e in report['engines'].values() if e.get('latency_ms')) or '-'))}.
+<p class=small>Every timed sample is a dot; the box spans the quartiles, the thick line is the
+median, the whiskers reach P5 and P95. What one sample covers: {esc(str(next((e.get('latency_ms') or {}).get('timed') for e in report['engines'].values() if e.get('latency_ms')) or '-'))}.
 An engine whose P95 is more than {SPREAD_THRESHOLD:.0%} above its median is marked unstable: its
 speed-up is shown as indicative (~) or, where a rerun could put it on the other side of 1.0, as
 "noisy".</p>

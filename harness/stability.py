@@ -59,12 +59,13 @@ def annotate(entries: dict[str, dict[str, Any]], golden: str,
              threshold: float = SPREAD_THRESHOLD) -> None:
     """Add the stability of each engine's latency and of its speed-up to the report entries."""
     golden_lat = (entries.get(golden) or {}).get("latency_ms")
-    for e in entries.values():
+    for name, e in entries.items():
         lat = e.get("latency_ms")
         if not lat:
             continue
         lat["spread"] = spread(lat)
         lat["stable"] = is_stable(lat, threshold)
         lat["stability_rule"] = f"P95/median - 1 <= {threshold}"
-        e["speedup_confidence"] = speedup_confidence(e.get("speedup_vs_golden"), lat, golden_lat,
-                                                     threshold)
+        # the golden engine's 1.00x is a definition, not a measurement: nothing to qualify
+        e["speedup_confidence"] = None if name == golden else speedup_confidence(
+            e.get("speedup_vs_golden"), lat, golden_lat, threshold)
