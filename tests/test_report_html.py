@@ -116,3 +116,14 @@ def test_report_html_renders_in_headless_chromium(run_folder, tmp_path):
     assert seen.height > 1500  # every section laid out, not an empty body
     assert blank_fraction(seen.png) < 0.97  # not a blank page
     (tmp_path / "report.png").write_bytes(seen.png)
+
+
+def test_collect_command_writes_the_page_beside_the_report(run_folder, capsys):
+    from harness.cli import main
+
+    out, report, _ = run_folder
+    (out / HTML_NAME).unlink(missing_ok=True)
+    code = main(["collect", str(out), "--wide"])
+    assert code == report["exit_code"]
+    assert (out / HTML_NAME).is_file() and (out / "eval_report.json").is_file()
+    assert "mAP75" in capsys.readouterr().out  # --wide asked for the wide table
