@@ -76,3 +76,24 @@ def test_demo_output_fits_80_columns_and_explains_itself(demo):
         assert "the finding this demo exists to show" in " ".join(tail.split())
     assert "fp32 pass" in p.stderr and "3/7 PTQ" in p.stderr  # phases are labelled
     assert "engine options in effect:" in p.stdout and "int8 ran:" in p.stdout
+
+
+def test_explanation_follows_the_verdict(tmp_path):
+    from harness.demo import explain
+
+    def rep(verdict, code, ov_status, ov_map=49.2):
+        return {"golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": verdict, "exit_code": code,
+                "engines": {"ort-cpu": {"status": "pass", "metrics": {"map50_95": 75.0}},
+                            "openvino": {"status": ov_status, "metrics": {"map50_95": ov_map}},
+                            "qdq-ref": {"status": "reference", "delta_map50_95": 0.1,
+                                        "metrics": {"map50_95": 75.1}}}}
+
+    fail = " ".join(explain(rep("fail", 1, "fail"), tmp_path))
+    assert "Exit 1 always means exactly that" in fail and "finding this demo exists to show" in fail
+    assert "OpenVINO is the engine that moved" in fail
+    ok = " ".join(explain(rep("pass", 0, "pass", 75.1), tmp_path))
+    assert "Verdict pass, exit 0" in ok and "agreed with the golden engine on this CPU" in ok
+    err = " ".join(explain(rep("error", 2, "error", None), tmp_path))
+    assert "Verdict error, exit 2" in err and "not a gate failure" in err
+    for text in (fail, ok, err):
+        assert f"qparity diff {tmp_path / 'results'} --engine openvino" in text
