@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .census import ratio_text
-from .fileio import write_atomic
+from .fileio import sha256_file, write_atomic
 from .palette import engine_colour
 from .report import engine_options, legend, mostly_float
 from .stability import SPREAD_THRESHOLD
@@ -70,9 +70,19 @@ def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, fl
         f = out / "detections" / f"{name}.npz"
         if not e.get("metrics") or not f.is_file():
             continue
+        # pycocotools costs seconds per engine (more on full COCO): keep the answer beside the
+        # detections, keyed by what it was computed from, so re-collecting does not pay again
+        cache = f.with_suffix(".per_class_ap.json")
+        key = {"detections_sha256": sha256_file(f), "annotations_sha256": data.get("annotations_sha256"),
+               "image_list_sha256": data.get("image_list_sha256")}
         try:
+            cached = json.loads(cache.read_text()) if cache.is_file() else {}
+            if cached.get("key") == key:
+                aps[name] = {int(k): v for k, v in cached["ap"].items()}
+                continue
             det = np.load(f)["detections"]
             aps[name] = per_class_ap(ds.coco_json, det, ds.image_ids)
+            write_atomic(cache, json.dumps({"key": key, "ap": aps[name]}).encode())
         except Exception:
             continue
     return aps, names, ""

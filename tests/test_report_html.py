@@ -127,3 +127,15 @@ def test_collect_command_writes_the_page_beside_the_report(run_folder, capsys):
     assert code == report["exit_code"]
     assert (out / HTML_NAME).is_file() and (out / "eval_report.json").is_file()
     assert "mAP75" in capsys.readouterr().out  # --wide asked for the wide table
+
+
+def test_per_class_ap_is_cached_beside_the_detections(run_folder, monkeypatch):
+    import harness.metrics
+    from harness.report_html import class_aps
+
+    out, report, _ = run_folder
+    first, _, _ = class_aps(out, report)
+    assert (out / "detections" / "openvino.per_class_ap.json").is_file()
+    monkeypatch.setattr(harness.metrics, "per_class_ap",
+                        lambda *a: pytest.fail("recomputed although nothing changed"))
+    assert class_aps(out, report)[0] == first
