@@ -268,7 +268,7 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
 # ------------------------------------------------------------------ page
 STYLE = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;
 max-width:1100px;color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;
-border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.9em}td,th{padding:3px 9px;
+border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.85em}.scroll{overflow-x:auto}td,th{padding:3px 6px;
 text-align:right;border-bottom:1px solid #eee}td:first-child{white-space:nowrap}td:first-child,th:first-child,td.l,th.l{text-align:left}
 .verdict{display:inline-block;padding:.2em .7em;border-radius:4px;color:#fff;font-weight:bold}
 .pass{background:#2a8a2a}.fail,.error{background:#c62828}.s-pass{color:#2a8a2a;font-weight:bold}
@@ -313,8 +313,8 @@ def results_table(report: dict[str, Any]) -> str:
         cells.append(_cell(ratio_text(e.get("census"), e.get("quantized_in_file")), "{}",
                            "warn" if mostly_float(name, e) else ""))
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
-            + "".join(rows) + "</table>")
+    return ("<div class=scroll><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
+            + "</tr>" + "".join(rows) + "</table></div>")
 
 
 def census_table(report: dict[str, Any]) -> str:
