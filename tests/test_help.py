@@ -85,3 +85,16 @@ def test_exit_codes_are_in_the_help_and_the_readme():
     for cmd in ("run", "collect", "demo", "check-model", "nightly", "lists", "ptq", "diff",
                 "localize", "sensitivity", "history", "engines", "run-engine"):
         assert re.search(rf"^\|[^\n]*`{cmd}`[^\n]*\|", readme, re.M), f"{cmd} not in the exit-code table"
+
+
+def test_error_messages_keep_their_brackets(monkeypatch, capsys):
+    """rich markup must not swallow an install hint's extra: `qparity[history]`."""
+    import harness.cli as cli
+    from harness.errors import QParityError
+
+    def boom(args):
+        raise QParityError("the history page needs plotly: pip install 'qparity[history]'")
+
+    monkeypatch.setattr(cli, "cmd_engines", boom)
+    assert cli.main(["engines"]) == 2
+    assert "pip install 'qparity[history]'" in capsys.readouterr().err
