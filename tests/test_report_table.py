@@ -109,3 +109,13 @@ def test_speedup_confidence():
     assert speedup_confidence(0.5, calm, loud) == "indicative"
     assert speedup_confidence(None, calm, calm) is None
     assert spread(None) is None and spread({"median": 10, "p95": 12}) == 0.2
+
+
+def test_html_page_renders_engines_that_did_not_run():
+    from harness.report_html import render as render_html
+
+    rep = report(noisy=True)
+    page = render_html(rep, samples={}, aps={}, class_names={}, class_note="data not readable here")
+    assert "unavailable" in page and "pip install &#x27;qparity[tensorrt]&#x27;" in page
+    assert "Per-class AP not available: data not readable here" in page
+    assert "No latency samples" in page and "noisy" in page
