@@ -80,7 +80,8 @@ def _progress(total: int, label: str):
 
     console = Console(stderr=True)
     return Progress(f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)  # no blank lines in logs
+                    console=console, transient=True,
+                    disable=not console.is_terminal)  # a log would get blank lines
 
 
 def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
