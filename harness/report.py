@@ -48,8 +48,15 @@ def speedup_cell(e: dict[str, Any]) -> Text:
     return Text(f"{s:.2f}x")
 
 
-def _latency_cell(lat: dict[str, Any], key: str) -> Text:
-    return _num(lat.get(key), "{:.3f}", "yellow" if lat.get("stable") is False else "")
+def short_ms(v: float) -> str:
+    """Four significant digits, never scientific: 1.234, 12.35, 123.5, 1235."""
+    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _latency_cell(lat: dict[str, Any], key: str, compact: bool = False) -> Text:
+    v = lat.get(key)
+    style = "yellow" if lat.get("stable") is False else ""
+    return Text("-" if v is None else short_ms(v) if compact else f"{v:.3f}", style=style)
 
 
 def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
@@ -69,7 +76,10 @@ def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
         cols = ["engine", "status", "mAP\n50-95", "Δ\ngolden"] + (["Δ\nqdq-ref"] if ref else []) + [
             "lat med\nms", "speed\n-up", "int8\nran"]
     for col in cols:
-        t.add_column(col, justify="left" if col in ("engine", "status") else "right", no_wrap=True)
+        # the engine label ("ort-cpu (golden) DRIFT", a plugin's long name) is the one cell that
+        # may wrap: rich narrows wrappable columns first, so no number is ever cut
+        t.add_column(col, justify="left" if col in ("engine", "status") else "right",
+                     no_wrap=wide or col != "engine", overflow="fold")
     for name, e in report["engines"].items():
         m = e.get("metrics") or {}
         lat = e.get("latency_ms") or {}
@@ -96,7 +106,7 @@ def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
                            "yellow" if lat.get("stable") is False else ""),
                       speedup_cell(e), int8]
         else:
-            cells += [_latency_cell(lat, "median"), speedup_cell(e), int8]
+            cells += [_latency_cell(lat, "median", compact=True), speedup_cell(e), int8]
         t.add_row(*cells)
     notes = []
     if proto and not proto.get("baseline", True):

@@ -58,7 +58,7 @@ def test_compact_table_fits_80_columns_with_nothing_cut():
     assert "…" not in text
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     for cell in ("ort-cpu (golden)", "openvino", "qdq-ref", "tensorrt", "unavailable",
-                 "reference", "75.04", "-25.83", "-25.96", "123.456", "45.678", "2.70x", "18/59",
+                 "reference", "75.04", "-25.83", "-25.96", "123.5", "45.68", "2.70x", "18/59",
                  "59/59", "0/59"):
         assert cell in text, cell
     assert "mAP50" not in text.replace("mAP50-95", "")  # the compact form: no mAP50 column
@@ -119,3 +119,19 @@ def test_html_page_renders_engines_that_did_not_run():
     assert "unavailable" in page and "pip install &#x27;qparity[tensorrt]&#x27;" in page
     assert "Per-class AP not available: data not readable here" in page
     assert "No latency samples" in page and "noisy" in page
+
+
+def test_compact_table_fits_the_worst_case_too():
+    """Golden drift (the longest label), slow latencies, a wide speed-up, every status."""
+    rep = report()
+    rep["engines"]["ort-cpu"]["golden_drift"] = True
+    rep["engines"]["ort-cpu"]["latency_ms"].update(median=1234.567, p95=1300.0)
+    rep["engines"]["openvino"]["speedup_vs_golden"] = 27.03
+    rep["engines"]["openvino"]["census"]["int8_compute_ops"] = 123
+    rep["engines"]["openvino"]["quantized_in_file"] = 130
+    annotate(rep["engines"], "ort-cpu")
+    text = render(rep, 80)
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for cell in ("DRIFT", "1235", "27.03x", "123/130", "unavailable", "-25.96"):
+        assert cell in text, cell
