@@ -27,6 +27,16 @@ from .errors import QParityError
 from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
+EXIT_CODES = """exit codes:
+  run, collect, demo, nightly  0 every engine that ran passes, 1 an engine fails the gate,
+                               2 an error (bad input, golden missing, an engine that could
+                               not run or was unavailable)
+  check-model                  0 every engine would accept the model, 1 one would refuse
+                               it, 2 an error
+  run-engine                   0 its result file was written (pass or not: the collector
+                               judges), 2 an error before that
+  every other command          0 done, 2 an error
+"""
 # Modules that own a group of commands and expose register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
 
@@ -76,6 +86,19 @@ def cap_threads(n: int, what: str) -> int:
                           soft_wrap=True)
         return cpus
     return n
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the help already names it or there is
+    none (a flag, an unset option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        d = action.default
+        if (h == argparse.SUPPRESS or "default" in h.lower() or not action.option_strings
+                or d is None or d is False or d == [] or d == argparse.SUPPRESS):
+            return h
+        return f"{h} (default: %(default)s)"
 
 
 def default_threads() -> int:
@@ -129,9 +152,11 @@ def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="COCO-layout folder: val2017/*.jpg, annotations/instances_val2017.json")
-    p.add_argument("--images", help="image folder (overrides --data)")
-    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images of the sorted list")
+    p.add_argument("--images", help="image folder (overrides --data's val2017/)")
+    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data's "
+                                         "annotations/instances_val2017.json)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images of the sorted list "
+                                             "(default: all; the report says so)")
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -139,11 +164,16 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--threads", type=int, help="CPU threads (default: QPARITY_THREADS or the "
                                                "CPUs this process may use)")
-    p.add_argument("--warmup", type=int, help="latency warm-up runs (locked: 50)")
-    p.add_argument("--runs", type=int, help="latency timed runs (locked: 200)")
-    p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans)")
+    p.add_argument("--warmup", type=int, help="latency warm-up runs (default: the locked 50; "
+                                              "another value makes it a non-baseline run)")
+    p.add_argument("--runs", type=int, help="latency timed runs (default: the locked 200; "
+                                            "another value makes it a non-baseline run)")
+    p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans; "
+                                       "default: none)")
     p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="engine-specific option, recorded in the result")
+                   help="engine-specific option, repeatable, recorded in the result and shown "
+                        "under the table (OpenVINO: any compile property, e.g. "
+                        "LP_TRANSFORMS_MODE=NO; TensorRT: see docs/tensorrt.md)")
     p.add_argument("--engine-timeout", type=float, metavar="SECONDS",
                    help="end an engine's process (and all it started) after this long, leaving "
                         "an 'error: timed out' result (default: QPARITY_ENGINE_TIMEOUT or 6 h)")
@@ -214,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         write_run(out, run_id, engines, "finished")
         return cmd_collect(argparse.Namespace(out=str(out), expect=",".join(engines),
-                                              run_id=run_id))
+                                              run_id=run_id, wide=args.wide))
 
 
 def _stamp(path: Path, run_id: str) -> None:
@@ -254,10 +284,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     expect = [e.strip() for e in args.expect.split(",") if e.strip()] if args.expect else None
     report = collect(Path(args.out), expect=expect, run_id=getattr(args, "run_id", None))
-    print_report(report)
+    print_report(report, wide=getattr(args, "wide", None))
     print_collection_notes(report)
-    Console(stderr=True).print(f"report: {escape(str(Path(args.out) / 'eval_report.json'))}",
-                               highlight=False, soft_wrap=True)
+    from .report_html import try_write_html
+
+    page = try_write_html(Path(args.out), report, err_console)
+    Console(stderr=True).print(f"report: {Path(args.out) / 'eval_report.json'}"
+                               + (f", {page}" if page else ""), highlight=False, markup=False,
+                               soft_wrap=True)
     return report["exit_code"]
 
 
@@ -293,8 +327,12 @@ def cmd_ptq(args: argparse.Namespace) -> int:
     exclude = list(args.exclude)
     if args.exclude_from:
         exclude += _exclude_list(Path(args.exclude_from))
-    rec = quantize(Path(args.model), calib, Path(args.out), args.recipe, args.method, exclude,
-                   args.keep_first_conv, args.quantize_tail, args.per_tensor_weights)
+    from .progress import bar
+
+    with bar("calibration: images", len(calib), when_full="computing ranges, writing the model") as tick:
+        rec = quantize(Path(args.model), calib, Path(args.out), args.recipe, args.method, exclude,
+                       args.keep_first_conv, args.quantize_tail, args.per_tensor_weights,
+                       on_image=tick)
     Console().print(f"wrote {escape(args.out)} (md5 {rec['model']['md5']}, recipe {args.recipe}, "
                     f"{args.method} on {len(calib)} images, {len(rec['kept_in_float'])} node(s) "
                     f"kept in float)", highlight=False)
@@ -321,17 +359,27 @@ def cmd_check_model(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    from .report import print_report
+    from .demo import explain, run_demo
+    from .report import print_report, wide_console
 
     proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
     report = run_demo(Path(args.out), args.images, proto, threads=args.threads)
-    print_report(report)
+    console = wide_console()
+    print_report(report, console, wide=args.wide)
     d = report["demo"]
-    Console().print(f"fp32 model on {report['golden']}: mAP50-95 {d['fp32_map50_95']}; "
-                    f"demo wall time {d['wall_s']} s", highlight=False)
-    Console().print(f"report: {escape(str(Path(args.out) / 'results' / 'eval_report.json'))}",
-                    highlight=False)
+    fp32 = d["fp32_map50_95"]
+    console.print(f"fp32 model on {report['golden']}: mAP50-95 "
+                  f"{'-' if fp32 is None else f'{fp32:.2f}'} (against the int8 golden above: what "
+                  f"quantization cost); demo wall time {d['wall_s']} s", highlight=False)
+    results = Path(args.out) / "results"
+    page = results / "report.html"
+    console.print(f"report: {results / 'eval_report.json'}", highlight=False, markup=False,
+                  soft_wrap=True)
+    if page.is_file():
+        console.print(f"page:   {page}", highlight=False, markup=False, soft_wrap=True)
+    for line in explain(report, Path(args.out)):
+        # commands are never broken across lines, so they copy and paste whole
+        console.print(line, highlight=False, markup=False, soft_wrap=line.startswith("  qparity"))
     return report["exit_code"]
 
 
@@ -347,16 +395,20 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = OneLineParser(prog="qparity", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(prog="qparity", description=__doc__, epilog=EXIT_CODES,
+                       formatter_class=HelpFormatter)
     ap.add_argument("--debug", action="store_true",
                     help="on an error, show the traceback too (also QPARITY_DEBUG=1; the flag "
                          "may stand anywhere on the line)")
     sub = ap.add_subparsers(dest="command", required=True)
+    wide_help = ("the wide table (adds mAP50/75, S/M/L, P95, spread); default: wide only when "
+                 "the terminal has room for it")
 
-    p = sub.add_parser("run", help="run engines on a model and data, then collect")
+    p = sub.add_parser("run", help="run engines on a model and data, then collect "
+                                   "(exit 0 pass, 1 a gate failed, 2 error)")
     p.add_argument("--engines", default=locked_protocol().golden,
                    help=f"comma-separated, from: {', '.join(engine_names())}")
+    p.add_argument("--wide", action="store_true", default=None, help=wide_help)
     add_engine_args(p)
     p.set_defaults(func=cmd_run)
 
@@ -368,54 +420,69 @@ def parser() -> argparse.ArgumentParser:
     add_engine_args(p)
     p.set_defaults(func=cmd_run_engine)
 
-    p = sub.add_parser("collect", help="merge the results in a folder, gate, write eval_report.json")
-    p.add_argument("out")
+    p = sub.add_parser("collect", help="merge the results in a folder, gate, write "
+                                       "eval_report.json and report.html")
+    p.add_argument("out", help="results folder holding <engine>.json files")
     p.add_argument("--expect", help="comma-separated engines that must have results; others are "
-                                    "ignored (files left by an earlier run)")
+                                    "ignored (files left by an earlier run); default: every "
+                                    "result file in the folder")
+    p.add_argument("--wide", action="store_true", default=None, help=wide_help)
     p.add_argument("--run-id", help="gather this run's files (default: the run run.json names, "
                                     "else the newest)")
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("lists", help="val.txt, calib.txt and sha256 manifests for a COCO folder")
     p.add_argument("--data", required=True, help="COCO-layout folder")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", default="val2017")
+    p.add_argument("--out", required=True, help="folder for val.txt, calib.txt and the manifests")
+    p.add_argument("--split", default="val2017", help="image folder under --data")
     p.set_defaults(func=cmd_lists)
 
     p = sub.add_parser("ptq", help="quantize an fp32 ONNX model with the locked recipe")
     p.add_argument("--model", required=True, help="fp32 ONNX model")
     p.add_argument("--calib", required=True, help="calib.txt from `qparity lists`")
     p.add_argument("--data", help="folder the list's relative paths start from (default: the list's)")
-    p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx")
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"])
-    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"])
+    p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx; its md5 goes "
+                                                "to <out>.md5 and a line of onnx_int8_md5.txt")
+    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"],
+                   help="portable: int8 symmetric activations, every engine accepts it; spec-v1: "
+                        "the SPEC's uint8 asymmetric activations, CPU engines only")
+    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"],
+                   help="calibration: percentile 99.99 of each activation, or its min/max")
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
                    help="keep this node in float (repeatable)")
     p.add_argument("--exclude-from", help="JSON with an 'exclude' list (from qparity sensitivity)")
     p.add_argument("--keep-first-conv", action="store_true", help="keep the first convolution in float")
     p.add_argument("--quantize-tail", action="store_true",
                    help="also quantize the box-decoding tail (the known trap; for comparison only)")
-    p.add_argument("--per-tensor-weights", action="store_true")
-    p.add_argument("--limit", type=int, help="use only the first N calibration images")
+    p.add_argument("--per-tensor-weights", action="store_true",
+                   help="one weight scale per tensor instead of per output channel")
+    p.add_argument("--limit", type=int, help="use only the first N calibration images (default: all)")
     p.set_defaults(func=cmd_ptq)
 
-    p = sub.add_parser("check-model", help="preflight: will each engine accept this model?")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("check-model", help="preflight: will each engine accept this model? "
+                                           "(exit 0 all accept, 1 one would refuse, 2 error)")
+    p.add_argument("model", help="the INT8 QDQ ONNX model")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON instead of a table")
     p.set_defaults(func=cmd_check_model)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded demo (no download, no GPU)")
-    p.add_argument("--out", default="results/demo")
-    p.add_argument("--images", type=int, default=300, help="demo validation images")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--runs", type=int)
+    p.add_argument("--out", default="results/demo", help="folder for data, model and results")
+    p.add_argument("--num-images", dest="images", type=int, default=300,
+                   help="number of demo validation images to generate")
+    p.add_argument("--images", dest="images", type=int, help=argparse.SUPPRESS)  # old name
+    p.add_argument("--threads", type=int, help="CPU threads per engine (default: QPARITY_THREADS or "
+                                               "the CPUs this process may use)")
+    p.add_argument("--warmup", type=int, help="latency warm-up runs (default: the locked 50)")
+    p.add_argument("--runs", type=int, help="latency timed runs (default: the locked 200)")
+    p.add_argument("--wide", action="store_true", default=None, help=wide_help)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("engines", help="list engines and whether they can run here")
     p.set_defaults(func=cmd_engines)
     for module in COMMAND_MODULES:  # each adds its sub-commands; heavy imports stay lazy
         importlib.import_module(module).register(sub)
+    for command in sub.choices.values():  # every command shows its defaults the same way
+        command.formatter_class = HelpFormatter
     return ap
 
 

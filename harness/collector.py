@@ -25,6 +25,7 @@ from .fileio import write_json_atomic
 from .protocol import Protocol, locked_protocol
 from .results import METRIC_KEYS as METRIC_NAMES, RESULT_SCHEMA, expected_protocol, validate_result
 from .rundir import RUN_NAME, read_run
+from .stability import annotate as annotate_latency
 
 REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"
@@ -289,6 +290,7 @@ def collect(out: Path, protocol: Protocol | None = None,
         entries[golden_name] = {"status": "error", "reason": "golden engine has no result file",
                                 "metrics": None, "delta_map50_95": None, "latency_ms": None}
     reference = add_reference_deltas(entries, results, golden_name, tolerance)
+    annotate_latency(entries, golden_name)  # latency spread; is each speed-up comparable
     preflight = None
     if (out / PREFLIGHT_NAME).is_file():
         try:

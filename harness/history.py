@@ -406,11 +406,13 @@ def utc_now() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("history", help="trend per platform and engine from the history "
                                               "store: accuracy changes, latency regressions")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"history store ({DEFAULT_STORE})")
-    p.add_argument("--last", type=int, default=14, help="show the last N runs of each series (14)")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help="history store (SQLite)")
+    p.add_argument("--last", type=int, default=14, help="show the last N runs of each series")
     p.add_argument("--platform", help="only this platform")
     p.add_argument("--engine", help="only this engine")
-    p.add_argument("--html", metavar="OUT.html", help="also write a self-contained page with plots")
+    p.add_argument("--html", metavar="OUT.html", help="also write a self-contained page with "
+                                                      "plots (needs plotly: pip install -e "
+                                                      "'.[history]')")
     p.add_argument("--json", metavar="OUT.json", help="also write the trend and its marks as JSON")
     p.add_argument("--add", action="append", metavar="PLATFORM=DIR",
                    help="first append a collected results folder as a run of PLATFORM (repeatable)")

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import QParityError
 from .history import POLICY, Point, news
+from .palette import engine_colour  # the same colour per engine as on the run's report.html
 
 Series = dict[tuple[str, str], list[Point]]
 
@@ -50,19 +51,23 @@ def latency_figures(trend: Series, last: int) -> list[tuple[str, Any]]:
             if timed:
                 last_p = timed[-1]
                 latest.add_trace(go.Violin(y=last_p.row["samples_ms"], name=name, box_visible=True,
-                                           meanline_visible=True, points=False))
+                                           meanline_visible=True, points=False,
+                                           line_color=engine_colour(engine)))
                 xs, ys = [], []
                 for p, d in zip(timed, _dates(timed)):
                     xs += [d] * len(p.row["samples_ms"])
                     ys += p.row["samples_ms"]
-                over_runs.add_trace(go.Box(x=xs, y=ys, name=name, boxpoints=False))
+                over_runs.add_trace(go.Box(x=xs, y=ys, name=name, boxpoints=False,
+                                           marker_color=engine_colour(engine)))
             med = [p for p in pts if p.row["lat_median"] is not None]
             if med:
                 d = _dates(med)
                 lines.add_trace(go.Scatter(x=d, y=[p.row["lat_median"] for p in med],
-                                           mode="lines+markers", name=f"{name} median"))
+                                           mode="lines+markers", name=f"{name} median",
+                                           line_color=engine_colour(engine)))
                 lines.add_trace(go.Scatter(x=d, y=[p.row["lat_p95"] for p in med], mode="lines",
-                                           line={"dash": "dash"}, name=f"{name} P95"))
+                                           line={"dash": "dash"}, name=f"{name} P95",
+                                           line_color=engine_colour(engine)))
                 roll = [p for p in med if p.rolling_median is not None]
                 if roll:
                     lines.add_trace(go.Scatter(
@@ -102,7 +107,7 @@ def accuracy_figures(trend: Series, last: int, reference: dict[str, str]) -> lis
         name = label(platform, engine)
         tolerance = tolerance or pts[-1].row["tolerance_map50_95"]
         maps.add_trace(go.Scatter(x=_dates(pts), y=[p.row["map50_95"] for p in pts],
-                                  mode="lines+markers", name=name))
+                                  mode="lines+markers", name=name, line_color=engine_colour(engine)))
         changed = [p for p in pts if p.accuracy_change is not None]
         if changed:
             maps.add_trace(go.Scatter(x=_dates(changed), y=[p.row["map50_95"] for p in changed],
@@ -113,7 +118,8 @@ def accuracy_figures(trend: Series, last: int, reference: dict[str, str]) -> lis
             d = [p for p in pts if p.row["delta_map50_95"] is not None]
             if d:
                 deltas.add_trace(go.Scatter(x=_dates(d), y=[p.row["delta_map50_95"] for p in d],
-                                            mode="lines+markers", name=f"{name} Δ golden"))
+                                            mode="lines+markers", name=f"{name} Δ golden",
+                                            line_color=engine_colour(engine)))
     # each platform's golden against the reference platform's golden of the same run
     goldens = {k: pts for k, pts in trend.items() if pts and pts[-1].row["is_golden"]}
     by_run: dict[str, dict[str, Point]] = {}

@@ -31,7 +31,8 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], warmup: int,
             runs: int, clock: Callable[[], int] = time.perf_counter_ns,
-            engine_ms: Callable[[], float | None] | None = None) -> dict[str, Any]:
+            engine_ms: Callable[[], float | None] | None = None,
+            on_run: Callable[[], None] | None = None) -> dict[str, Any]:
     """Time `run` on real inputs, cycling through them so no single image is favoured.
 
     The warm-up runs are not timed; each timed run is bracketed by the monotonic
@@ -42,6 +43,7 @@ def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], w
     and evicted from the caches since (that alone cost ~5-8 % on a 3 ms model).
     `engine_ms`, read after each timed run (outside the bracket), is the engine's own
     measure of that run; its statistics are kept beside the wall-clock ones.
+    `on_run` (a progress tick) is called after each run, outside the timed bracket.
     """
     if not inputs:
         raise ValueError("latency needs at least one input")
@@ -58,6 +60,8 @@ def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], w
 
     for k in range(warmup):
         run(staged(k))
+        if on_run:
+            on_run()
     samples = [0.0] * runs
     own: list[float] = []
     for k in range(runs):
@@ -70,6 +74,8 @@ def measure(run: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], w
             v = engine_ms()
             if v is not None:
                 own.append(float(v))
+        if on_run:
+            on_run()
     stats = summarize(samples)
     stats["warmup"] = warmup
     stats["samples_ms"] = [round(s, 6) for s in samples]

@@ -48,26 +48,10 @@ def _dims(value_info: Any) -> list[int | str]:
 
 
 def _md5_sidecar(path: Path, md5: str) -> str:
-    """SPEC.md: every engine checks the model against the md5 recorded next to it.
+    """SPEC.md: every engine checks the model against the md5 recorded next to it."""
+    from .md5record import check_record  # one record per model file (and the old one-line form)
 
-    The record is md5sum's format, one `<md5>  <file name>` line per model, so two models in one
-    folder each have their own; a line without a name (a bare md5) speaks for any file. A record
-    that names only other files says nothing about this one: "absent"."""
-    sidecar = path.parent / "onnx_int8_md5.txt"
-    if not sidecar.is_file():
-        return "absent"
-    try:
-        lines = sidecar.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise QParityError(f"unreadable md5 record ({e})", sidecar) from e
-    for line in lines:
-        fields = line.split(maxsplit=1)
-        if not fields:
-            continue
-        name = fields[1].strip().lstrip("*") if len(fields) > 1 else None
-        if name is None or Path(name).name == path.name:
-            return "ok" if fields[0].lower() == md5 else "mismatch"
-    return "absent"
+    return check_record(path, md5)
 
 
 def _tensors(graph: Any) -> Iterator[Any]:

@@ -195,8 +195,8 @@ def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
 
 
 def print_check(verdict: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from .report import wide_console
 
@@ -206,5 +206,5 @@ def print_check(verdict: dict[str, Any]) -> None:
     t.add_column("why / risks", overflow="fold")
     for e, v in verdict["engines"].items():
         t.add_row(e, "[green]yes[/]" if v["accepts"] else "[bold red]no[/]",
-                  escape("\n".join(v["reasons"])) or "-")
+                  Text("\n".join(v["reasons"]) or "-"))  # reasons are text, not markup
     wide_console().print(t)

@@ -13,6 +13,7 @@ import json
 import logging
 import tempfile
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .fileio import md5_file, sha256_file
 from .envinfo import library_versions
 from .errors import QParityError
 from .letterbox import letterbox, to_input
+from .md5record import write_record
 from .protocol import Protocol, locked_protocol
 
 
@@ -106,8 +108,9 @@ class CalibrationImages:
     """
 
     def __init__(self, paths: list[Path], input_name: str, protocol: Protocol,
-                 chunk: int | None = None):
+                 chunk: int | None = None, on_image: Callable[[], None] | None = None):
         self.paths, self.input_name, self.protocol = paths, input_name, protocol
+        self.on_image = on_image  # a progress tick per image read
         self.start, self.end = 0, len(paths)
         self.pos = 0
         # with `chunk`, ONNX Runtime's stride-sized ranges are mapped onto `calib_chunks`
@@ -139,6 +142,8 @@ class CalibrationImages:
             raise QParityError("calibration image cannot be read", path)
         p = self.protocol
         lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
+        if self.on_image:
+            self.on_image()
         return {self.input_name: to_input(lb)}
 
 
@@ -178,7 +183,8 @@ def stride_for(n: int, chunks: int | list[int] = CALIB_STRIDE) -> int:
 def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portable",
              method: str = "percentile", exclude: list[str] | None = None,
              keep_first_conv: bool = False, quantize_tail: bool = False,
-             per_tensor_weights: bool = False, protocol: Protocol | None = None) -> dict[str, Any]:
+             per_tensor_weights: bool = False, protocol: Protocol | None = None,
+             on_image: Callable[[], None] | None = None) -> dict[str, Any]:
     """Quantize `model_in` into `out`; returns (and writes beside `out`) the recipe record."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -217,7 +223,8 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
     }
     if method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
-    reader = CalibrationImages(list(calib), input_name, protocol, chunk=CALIB_STRIDE)
+    reader = CalibrationImages(list(calib), input_name, protocol, chunk=CALIB_STRIDE,
+                               on_image=on_image)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="qparity-ptq-") as tmp, _quiet():
         named = Path(tmp) / "named.onnx"
@@ -234,7 +241,7 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
             extra_options=extra,
         )
     md5 = md5_file(out)
-    (out.parent / "onnx_int8_md5.txt").write_text(f"{md5}  {out.name}\n")
+    write_record(out, md5)  # <model>.md5 + its line in onnx_int8_md5.txt; other models kept
     calib_list = "".join(f"{p.name}\n" for p in calib)
     record = {
         "model": {"path": out.name, "md5": md5, "sha256": sha256_file(out)},

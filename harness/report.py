@@ -1,36 +1,85 @@
-"""The terminal comparison: one rich table, one row per engine, failing cells standing out."""
+"""The terminal comparison: one rich table, one row per engine, failing cells standing out.
+
+Two forms of the same table. The compact one (the default on a narrow terminal) fits 80
+columns: engine, status, mAP50-95, Δ golden, Δ qdq-ref, latency median, speed-up, int8 ran.
+The wide one (`--wide`, or chosen automatically when the terminal is wide enough for it) adds
+mAP50/75, S/M/L, P95 and the latency spread. Under the table: a legend for every colour and
+ratio, the engine options in effect, then the reasons and the verdict.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from .census import ratio_text
+from .stability import SPREAD_THRESHOLD
 
 STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold red",
                 "unavailable": "yellow", "ok": "green", "reference": "cyan"}
+LOG_WIDTH = 170  # a log or CI capture: wide enough for the wide table
 
 
 def _num(v: Any, fmt: str = "{:.2f}", style: str = "") -> Text:
     return Text("-" if v is None else fmt.format(v), style=style)
 
 
-def engine_table(report: dict[str, Any]) -> Table:
+def mostly_float(name: str, e: dict[str, Any]) -> bool:
+    """Fewer than half of the file's quantized compute ops really ran in int8."""
+    c = e.get("census")
+    return bool(c) and name != "qdq-ref" and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
+
+
+def speedup_cell(e: dict[str, Any]) -> Text:
+    s, conf = e.get("speedup_vs_golden"), e.get("speedup_confidence")
+    if s is None:
+        return Text("-")
+    if conf == "noisy":
+        return Text("noisy", style="yellow")
+    if conf == "indicative":
+        return Text(f"~{s:.2f}x", style="yellow")
+    return Text(f"{s:.2f}x")
+
+
+def short_ms(v: float) -> str:
+    """Four significant digits, never scientific: 1.234, 12.35, 123.5, 1235."""
+    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
+
+
+def _latency_cell(lat: dict[str, Any], key: str, compact: bool = False) -> Text:
+    v = lat.get(key)
+    style = "yellow" if lat.get("stable") is False else ""
+    return Text("-" if v is None else short_ms(v) if compact else f"{v:.3f}", style=style)
+
+
+def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
     golden, tol = report["golden"], report["tolerance_map50_95"]
     data = report.get("data") or {}
     proto = report.get("protocol") or {}
-    title = (f"qparity: {len(report['engines'])} engine(s) vs golden [bold]{golden}[/] "
+    title = (f"qparity: {len(report['engines'])} engine(s) vs golden [bold]{escape(golden)}[/] "
              f"(tolerance {tol} mAP points) on {data.get('images_evaluated', '?')} images")
     ref = report.get("reference")
-    t = Table(title=title, title_justify="left", header_style="bold")
-    cols = ["engine", "status", "mAP50-95", "Δ golden"] + (["Δ qdq-ref"] if ref else []) + [
-        "mAP50", "S", "M", "L", "lat med ms", "lat P95 ms", "speed-up", "int8 ran/file"]
+    t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    if wide:
+        cols = ["engine", "status", "mAP50-95", "Δ golden"] + (["Δ qdq-ref"] if ref else []) + [
+            "mAP50", "mAP75", "S", "M", "L", "lat med ms", "lat P95 ms", "spread", "speed-up",
+            "int8 ran/file"]
+    else:
+        cols = ["engine", "status", "mAP\n50-95", "Δ\ngolden"] + (["Δ\nqdq-ref"] if ref else []) + [
+            "lat med\nms", "speed\n-up", "int8\nran"]
     for col in cols:
-        t.add_column(col, justify="left" if col in ("engine", "status") else "right", no_wrap=True)
+        # the engine label ("ort-cpu (golden) DRIFT", a plugin's long name) is the one cell that
+        # may wrap: rich narrows wrappable columns first, so no number is ever cut
+        t.add_column(col, justify="left" if col in ("engine", "status") else "right",
+                     no_wrap=wide or col != "engine", overflow="fold")
     for name, e in report["engines"].items():
         m = e.get("metrics") or {}
         lat = e.get("latency_ms") or {}
@@ -46,16 +95,19 @@ def engine_table(report: dict[str, Any]) -> Table:
         if ref:
             d = e.get("delta_vs_qdq_ref")
             cells.append(_num(d, "{:+.2f}", "bold red" if d is not None and abs(d) > tol else ""))
-        int8 = ratio_text(e.get("census"), e.get("quantized_in_file"))
-        mostly_float = bool(e.get("census")) and name != "qdq-ref" and \
-            e["census"]["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
-        cells += [
-            _num(m.get("map50")), _num(m.get("map_small")), _num(m.get("map_medium")),
-            _num(m.get("map_large")), _num(lat.get("median"), "{:.3f}"),
-            _num(lat.get("p95"), "{:.3f}"), _num(e.get("speedup_vs_golden"), "{:.2f}x"),
-            Text("not INT8 QDQ", style="bold yellow") if e.get("model_note") else
-            Text(int8, style="yellow" if mostly_float else ""),
-        ]
+        int8 = (Text("no QDQ", style="bold yellow") if e.get("model_note") else
+                Text(ratio_text(e.get("census"), e.get("quantized_in_file")),
+                     style="yellow" if mostly_float(name, e) else ""))
+        if wide:
+            sp = lat.get("spread")
+            cells += [_num(m.get("map50")), _num(m.get("map75")), _num(m.get("map_small")),
+                      _num(m.get("map_medium")), _num(m.get("map_large")),
+                      _latency_cell(lat, "median"), _latency_cell(lat, "p95"),
+                      _num(None if sp is None else sp * 100, "{:.0f}%",
+                           "yellow" if lat.get("stable") is False else ""),
+                      speedup_cell(e), int8]
+        else:
+            cells += [_latency_cell(lat, "median", compact=True), speedup_cell(e), int8]
         t.add_row(*cells)
     notes = []
     if proto and not proto.get("baseline", True):
@@ -64,7 +116,7 @@ def engine_table(report: dict[str, Any]) -> Table:
         notes.append(f"--limit {data['limit']}: first {data.get('images_evaluated')} of "
                      f"{data.get('images_in_folder')} images")
     if notes:
-        t.caption = "; ".join(notes)
+        t.caption = escape("; ".join(notes))
         t.caption_style = "bold yellow"
     return t
 
@@ -82,25 +134,90 @@ def latency_notes(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def legend(report: dict[str, Any], wide: bool = False) -> list[str]:
+    """One line per colour or ratio the table uses, only for those it does use."""
+    engines = report["engines"]
+    pct = f"{SPREAD_THRESHOLD:.0%}"
+    lines = ["Δ: mAP50-95 points against the golden engine (and against qdq-ref, the model's own "
+             "Q/DQ arithmetic); red: outside the tolerance."]
+    lines.append("speed-up: golden median / engine median (>1 is faster); latency is "
+                 + ("'lat med ms' and 'lat P95 ms' per batch-1 inference" if wide else
+                    "the median per batch-1 inference")
+                 + f"; yellow latency: its P95 is over {pct} above its median (unstable).")
+    if any(e.get("speedup_confidence") in ("noisy", "indicative") for e in engines.values()):
+        lines.append(f"noisy: a latency spread over {pct} makes a rerun able to flip this "
+                     f"speed-up; ~x: its direction holds, its size does not.")
+    lines.append("int8 ran: compute ops that really ran in int8 / ops quantized in the file"
+                 + ("; yellow: under half ran in int8 (mostly float)." if any(
+                     mostly_float(n, e) for n, e in engines.items()) else "."))
+    if any(e.get("model_note") for e in engines.values()):
+        lines.append("no QDQ: the model file has no quantized ops, so it is not an INT8 QDQ model.")
+    if any(e.get("golden_drift") for e in engines.values()):
+        lines.append("DRIFT: the golden engine is off qdq-ref by more than the tolerance.")
+    return lines
+
+
+def engine_options(report: dict[str, Any]) -> dict[str, str]:
+    """The settings each engine ran with, as `KEY=VALUE` (what was asked for, not defaults we
+    assume), so that a run with `--engine-opt` is never mistaken for one without."""
+    out = {}
+    for name, e in report["engines"].items():
+        settings = ((e.get("engine") or {}).get("settings") or {})
+        shown = settings.get("requested", settings)  # OpenVINO records requested and effective
+        flat = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in shown.items() if not isinstance(v, dict)]
+        if flat:
+            out[name] = " ".join(flat)
+    return out
+
+
 def wide_console(stderr: bool = False) -> Console:
-    """A log or CI capture is not a terminal; rich would wrap the table at 80 columns."""
+    """A log or CI capture is not a terminal; rich would wrap tables at 80 columns there.
+    An explicit COLUMNS (e.g. COLUMNS=80) is always honoured."""
     c = Console(stderr=stderr)
-    if not c.is_terminal:
-        c = Console(stderr=stderr, width=170)
+    if not c.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+        c = Console(stderr=stderr, width=LOG_WIDTH)
     return c
 
 
-def print_report(report: dict[str, Any], console: Console | None = None) -> None:
+def fits(console: Console, table: Table) -> bool:
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    return natural <= console.width
+
+
+def choose_table(report: dict[str, Any], console: Console, wide: bool | None = None) -> Table:
+    """`wide` True/False forces a form; None takes the wide one only when it fits."""
+    if wide is None:
+        t = engine_table(report, wide=True)
+        return t if fits(console, t) else engine_table(report, wide=False)
+    return engine_table(report, wide=wide)
+
+
+def print_report(report: dict[str, Any], console: Console | None = None,
+                 wide: bool | None = None) -> None:
     console = console or wide_console()
-    console.print(engine_table(report))
+    table = choose_table(report, console, wide)
+    is_wide = any(c.header == "mAP50" for c in table.columns)
+    console.print(table)
+    for line in legend(report, is_wide):
+        console.print(Text(line, style="dim"))
     for line in latency_notes(report):
-        console.print(line, style="dim", highlight=False)
+        console.print(Text(line, style="dim"))
+    opts = engine_options(report)
+    if opts:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for name, line in opts.items():
+            grid.add_row(f"  {name}:", line)
+        console.print(Text("engine options in effect:", style="dim"))
+        console.print(grid, style="dim")
     for name, e in report["engines"].items():
         if e.get("reason"):
-            console.print(f"[{STATUS_STYLE.get(e['status'], '')}]{escape(name)}[/]: "
-                          f"{escape(e['reason'])}", highlight=False)
+            console.print(Text.assemble((name, STATUS_STYLE.get(e["status"], "")), f": {e['reason']}"))
     ref = report.get("reference")
     if ref and ref.get("golden_drift"):
-        console.print(f"[bold red]golden drift:[/] {escape(ref['note'])}", highlight=False)
+        console.print(Text.assemble(("golden drift:", "bold red"), f" {ref['note']}"))
     colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "red")
-    console.print(f"verdict: [bold {colour}]{report['verdict']}[/] (exit {report['exit_code']})")
+    console.print(Text.assemble("verdict: ", (report["verdict"], f"bold {colour}"),
+                                f" (exit {report['exit_code']})"))

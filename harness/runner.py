@@ -31,6 +31,7 @@ from .fileio import write_json_atomic
 from .latency import measure
 from .metrics import evaluate
 from .modelinfo import inspect_model
+from .progress import bar as progress_bar
 from .protocol import Protocol
 from .results import RESULT_SCHEMA, detections_path, new_result, result_path
 
@@ -115,8 +116,10 @@ def _progress(total: int, label: str):
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    return Progress(f"[bold]{escape(label)}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=True)
+    console = Console(stderr=True)
+    return Progress(f"[bold]{escape(label)}", BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=True,
+                    disable=not console.is_terminal)  # a log would get blank lines
 
 
 def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
@@ -141,8 +144,9 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         engine.load(req.model)
         res["load_s"] = round(time.perf_counter() - t0, 3)
         pass_spinning = engine.set_spinning(False)  # spinning threads would starve decode
-        with _progress(len(data.files), req.engine) as bar:
-            task = bar.add_task(req.engine, total=len(data.files))
+        label = f"{req.engine} {req.model.name}"  # two runs of one engine (int8, fp32) differ
+        with _progress(len(data.files), label) as bar:
+            task = bar.add_task(f"{label}: images", total=len(data.files))
             out = run_dataset(finite_outputs(engine.run, data, req.engine), data, req.protocol,
                               req.engine,
                               on_image=lambda: bar.advance(task) if show_progress else None,
@@ -162,8 +166,10 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
         latency_spinning = engine.set_spinning(True)
-        lat = measure(engine.infer, out.latency_inputs, req.protocol.warmup, req.protocol.runs,
-                      engine_ms=engine.reported_latency_ms)
+        with progress_bar(f"{label}: latency", req.protocol.warmup + req.protocol.runs,
+                          show_progress, manual=True) as tick:
+            lat = measure(engine.infer, out.latency_inputs, req.protocol.warmup,
+                          req.protocol.runs, engine_ms=engine.reported_latency_ms, on_run=tick)
         engine.timed_runs = req.protocol.runs
         lat["first_inference_ms"] = out.first_inference_ms
         lat["timed"] = cls.timed

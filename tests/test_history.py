@@ -168,6 +168,8 @@ def test_history_page_is_self_contained_with_the_expected_series(store, monkeypa
     assert any(h.startswith("latency median") and "over the rolling median" in h for h in hovers)
     assert "mAP50-95 -1.7 since 2026-01-04 with nothing else recorded as changed" in hovers
     assert "Nightly verdicts" in text and ">n5<" in text
+    from harness.palette import engine_colour  # ort-cpu's colour is the one report.html uses
+    assert f'"color":"{engine_colour("ort-cpu")}"' in text
 
 
 def test_missing_or_foreign_store(tmp_path, monkeypatch):

@@ -399,5 +399,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--floor", type=float, default=FLOOR,
                    help="only boxes scored at least this count (default 0.25)")
     p.add_argument("--out", help="output folder (default RUN/diff_<A>_vs_<B>/)")
-    p.add_argument("--no-pictures", action="store_true")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="skip drawing both sets of boxes on the top images")
     p.set_defaults(func=cmd_diff)

@@ -535,13 +535,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--against-model", help="model the reference runs (default: --model); tensors "
                                            "are matched by name")
     p.add_argument("--data", required=True, help="COCO-layout folder (uses val2017/) or an image folder")
-    p.add_argument("--images", type=int, default=4, help="first N images, sorted (default 4)")
+    p.add_argument("--num-images", dest="images", type=int, default=4,
+                   help="run the first N images of the sorted list")
+    p.add_argument("--images", dest="images", type=int, help=argparse.SUPPRESS)  # old name
     p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
                    help="a tensor diverges when more than this fraction of its elements is off by "
                         "more than one quantization step (default 0.01)")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the engine under test, as for `qparity run` (repeatable)")
+    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the reference engine (repeatable)")
+    p.add_argument("--threads", type=int, help="CPU threads per engine (default: QPARITY_THREADS "
+                                               "or the CPUs this process may use)")
     p.add_argument("--exhaustive", action="store_true",
                    help="probe every quantized tensor (one compile each), check every node in "
                         "context and list every fault")

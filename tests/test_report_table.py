@@ -1,0 +1,143 @@
+"""The terminal table: compact at 80 columns with nothing cut, wide when asked or when it fits,
+a legend for what needs one, the engine options in effect; the latency stability rule."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from harness.report import choose_table, engine_table, print_report
+from harness.stability import SPREAD_THRESHOLD, annotate, is_stable, speedup_confidence, spread
+
+
+def entry(status, m, delta, dref, median, p95, int8=18, in_file=59, settings=None, reason=""):
+    return {"status": status, "reason": reason,
+            "metrics": None if m is None else {"map50_95": m, "map50": 95.12, "map75": 80.34,
+                                               "map_small": 60.5, "map_medium": 70.25,
+                                               "map_large": 88.75},
+            "delta_map50_95": delta, "delta_vs_qdq_ref": dref,
+            "latency_ms": None if median is None else {"median": median, "p95": p95},
+            "speedup_vs_golden": None,
+            "census": None if int8 is None else {"int8_compute_ops": int8, "compute_ops": in_file},
+            "quantized_in_file": in_file,
+            "engine": {"settings": settings or {}}}
+
+
+def report(noisy=False):
+    engines = {
+        "ort-cpu": entry("pass", 75.04, 0.0, -0.13, 123.456, 131.2,
+                         settings={"intra_op_num_threads": 2, "graph_optimization_level": "ORT_ENABLE_ALL"}),
+        "openvino": entry("fail", 49.21, -25.83, -25.96, 45.678, 99.1 if noisy else 47.0, 59,
+                          settings={"requested": {"INFERENCE_NUM_THREADS": "2",
+                                                  "LP_TRANSFORMS_MODE": "NO"}, "effective": {}},
+                          reason="mAP50-95 -25.83 points from ort-cpu, tolerance 0.5"),
+        "qdq-ref": entry("reference", 75.17, 0.13, None, 140.5, 150.0 if not noisy else 190.0, 0),
+        "tensorrt": entry("unavailable", None, None, None, None, None, None,
+                          reason="no NVIDIA driver; pip install 'qparity[tensorrt]'"),
+    }
+    for e in engines.values():
+        if e["latency_ms"]:
+            e["speedup_vs_golden"] = round(123.456 / e["latency_ms"]["median"], 3)
+    rep = {"golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": "error", "exit_code": 2,
+           "data": {"images_evaluated": 300}, "protocol": {"baseline": True},
+           "reference": {"golden_drift": False}, "engines": engines}
+    annotate(rep["engines"], "ort-cpu")
+    return rep
+
+
+def render(rep, width, wide=None):
+    c = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    print_report(rep, c, wide=wide)
+    return c.export_text()
+
+
+def test_compact_table_fits_80_columns_with_nothing_cut():
+    text = render(report(), 80)
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for cell in ("ort-cpu (golden)", "openvino", "qdq-ref", "tensorrt", "unavailable",
+                 "reference", "75.04", "-25.83", "-25.96", "123.5", "45.68", "2.70x", "18/59",
+                 "59/59", "0/59"):
+        assert cell in text, cell
+    assert "mAP50" not in text.replace("mAP50-95", "")  # the compact form: no mAP50 column
+
+
+def test_wide_form_when_forced_or_when_the_terminal_has_room():
+    assert "…" not in render(report(), 80, wide=False)
+    wide = render(report(), 200)
+    for cell in ("mAP50", "mAP75", "95.12", "80.34", "60.50", "70.25", "88.75", "131.200", "P95",
+                 "spread"):
+        assert cell in wide, cell
+    assert "…" not in wide
+    c = Console(width=80, file=io.StringIO())
+    assert not any(col.header == "mAP50" for col in choose_table(report(), c).columns)
+    assert any(col.header == "mAP50" for col in engine_table(report(), wide=True).columns)
+
+
+def test_legend_options_and_install_hints_are_printed_whole():
+    text = render(report(), 80)
+    assert "int8 ran: compute ops that really ran in int8" in text
+    assert "speed-up: golden median / engine median" in text
+    assert "LP_TRANSFORMS_MODE=NO" in text and "intra_op_num_threads=2" in text
+    assert "pip install 'qparity[tensorrt]'" in text  # rich markup did not swallow [tensorrt]
+
+
+def test_noisy_latency_replaces_a_speed_up_a_rerun_could_flip():
+    rep = report(noisy=True)
+    ov, ref = rep["engines"]["openvino"], rep["engines"]["qdq-ref"]
+    assert ov["latency_ms"]["stable"] is False and ov["speedup_confidence"] == "indicative"
+    assert ref["latency_ms"]["stable"] is False and ref["speedup_confidence"] == "noisy"
+    text = render(rep, 80)
+    assert "~2.70x" in text and "noisy" in text and "0.88x" not in text
+    assert "a rerun able to flip" in text
+
+
+@pytest.mark.parametrize("median,p95,stable", [(10, 10 * (1 + SPREAD_THRESHOLD), True),
+                                               (10, 10 * (1 + SPREAD_THRESHOLD) + 0.01, False),
+                                               (10, 10.4, True)])
+def test_spread_threshold_edges(median, p95, stable):
+    assert is_stable({"median": median, "p95": p95}) is stable
+
+
+def test_speedup_confidence():
+    calm, loud = {"median": 10, "p95": 10.5}, {"median": 10, "p95": 14}
+    assert speedup_confidence(1.1, calm, calm) == "stable"
+    assert speedup_confidence(1.1, loud, calm) == "noisy"      # 1.1 within 1/1.47 .. 1.47
+    # both medians may move, in opposite directions: the band is the product of the spreads
+    # (a run under load: qdq-ref 1.55x with spreads 30 % and 45 %; 0.95x on a quiet machine)
+    assert speedup_confidence(1.546, {"median": 59.51, "p95": 77.19},
+                              {"median": 92.02, "p95": 133.41}) == "noisy"
+    assert speedup_confidence(6.06, {"median": 15.18, "p95": 21.81},
+                              {"median": 92.02, "p95": 133.41}) == "indicative"
+    assert speedup_confidence(3.0, loud, calm) == "indicative"
+    assert speedup_confidence(0.5, calm, loud) == "indicative"
+    assert speedup_confidence(None, calm, calm) is None
+    assert spread(None) is None and spread({"median": 10, "p95": 12}) == 0.2
+
+
+def test_html_page_renders_engines_that_did_not_run():
+    from harness.report_html import render as render_html
+
+    rep = report(noisy=True)
+    page = render_html(rep, samples={}, aps={}, class_names={}, class_note="data not readable here")
+    assert "unavailable" in page and "pip install &#x27;qparity[tensorrt]&#x27;" in page
+    assert "Per-class AP not available: data not readable here" in page
+    assert "No latency samples" in page and "noisy" in page
+
+
+def test_compact_table_fits_the_worst_case_too():
+    """Golden drift (the longest label), slow latencies, a wide speed-up, every status."""
+    rep = report()
+    rep["engines"]["ort-cpu"]["golden_drift"] = True
+    rep["engines"]["ort-cpu"]["latency_ms"].update(median=1234.567, p95=1300.0)
+    rep["engines"]["openvino"]["speedup_vs_golden"] = 27.03
+    rep["engines"]["openvino"]["census"]["int8_compute_ops"] = 123
+    rep["engines"]["openvino"]["quantized_in_file"] = 130
+    annotate(rep["engines"], "ort-cpu")
+    text = render(rep, 80)
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for cell in ("DRIFT", "1235", "27.03x", "123/130", "unavailable", "-25.96"):
+        assert cell in text, cell
