@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.engines import EngineConfig, engine_class
-from harness.latency import measure
+from harness.latency import aligned_empty_like, measure
 from harness.letterbox import letterbox, to_input
 from harness.protocol import locked_protocol
 
@@ -78,7 +78,7 @@ def per_call(engine_name: str, model: Path, inputs, pairs: int, threads: int | N
             req.infer()  # benchmark_app's sync loop: a preallocated, already filled input
         native_ms = lambda: float(req.latency)  # noqa: E731
     n_in = len(inputs)
-    buf = np.empty_like(inputs[0])
+    buf = aligned_empty_like(inputs[0])  # as harness.latency.measure stages inputs
     for k in range(50):
         eng.infer(inputs[k % n_in])
         native(inputs[k % n_in])
@@ -131,7 +131,7 @@ def ort_native_once(model: Path, images: Path, threads: int | None) -> None:
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     xs = load_inputs(images)
-    buf = np.empty_like(xs[0])
+    buf = aligned_empty_like(xs[0])
     for k in range(p.warmup):
         sess.run(None, {name: xs[k % len(xs)]})
     s = []

@@ -121,3 +121,15 @@ def test_report_says_what_each_latency_covers():
     assert latency_notes(rep) == [
         "latency ort-cpu: one InferenceSession.run",
         "latency openvino: one infer request (engine's own median 2.950 ms)"]
+
+
+def test_staging_buffer_is_page_aligned():
+    from harness.latency import aligned_empty_like
+
+    for shape in [(1, 3, 320, 320), (7,), (2, 5)]:
+        x = np.ones(shape, np.float32)
+        b = aligned_empty_like(x)
+        assert b.shape == x.shape and b.dtype == x.dtype and b.flags["C_CONTIGUOUS"]
+        assert b.ctypes.data % 4096 == 0
+        b[...] = x  # writable, the whole extent
+        np.testing.assert_array_equal(b, x)
