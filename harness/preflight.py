@@ -195,6 +195,7 @@ def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
 
 
 def print_check(verdict: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
