@@ -3,6 +3,8 @@ the SPEC's one-line onnx_int8_md5.txt of older versions is still read."""
 
 from __future__ import annotations
 
+import numpy as np
+
 import hashlib
 import shutil
 
@@ -67,7 +69,7 @@ def test_second_ptq_into_the_same_folder_leaves_the_first_model_valid(demo_asset
 def test_latency_progress_ticks_outside_the_timed_bracket():
     clock = iter(range(0, 10_000_000, 1_000_000))
     calls = []
-    stats = measure(lambda x: calls.append("run"), [0], warmup=3, runs=5,
+    stats = measure(lambda x: calls.append("run"), [np.zeros(4, np.float32)], warmup=3, runs=5,
                     clock=lambda: next(clock), on_run=lambda: calls.append("tick"))
     assert calls == ["run", "tick"] * 8
     assert stats["samples_ms"] == [1.0] * 5  # the ticks took no clock readings
