@@ -3,10 +3,10 @@ the SPEC's one-line onnx_int8_md5.txt of older versions is still read."""
 
 from __future__ import annotations
 
-import numpy as np
-
 import hashlib
 import shutil
+
+import numpy as np
 
 from harness.demo import DEMO_MODEL
 from harness.fileio import md5_file
