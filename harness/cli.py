@@ -18,7 +18,8 @@ from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
 # Modules that own a group of commands and expose register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
+COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose",
+                                     "harness.emulate")
 
 
 def default_threads() -> int:
@@ -60,6 +61,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="engine-specific option, recorded in the result")
     add_data_args(p)
+    from .emulate import add_run_option
+
+    add_run_option(p)
 
 
 def build_requests(args: argparse.Namespace, engines: list[str]):
@@ -80,7 +84,7 @@ def build_requests(args: argparse.Namespace, engines: list[str]):
         cfg = EngineConfig(threads=threads, options=dict(options),
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
         reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
-                               args.limit, cfg))
+                               args.limit, cfg, emulate_cpu=getattr(args, "emulate_cpu", None)))
     return reqs
 
 
@@ -95,6 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     info = inspect_model(Path(args.model), locked_protocol().size)
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
+    if args.emulate_cpu:  # refused up front when the emulated CPU does not show its class
+        from .emulate import check_and_say
+
+        check_and_say(args.emulate_cpu, err_console)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     from .preflight import print_check, write_preflight
 

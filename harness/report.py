@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .census import ratio_text
+from .emulate import emulated_of, report_note
 
 STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold red",
                 "unavailable": "yellow", "ok": "green", "reference": "cyan"}
@@ -36,6 +37,8 @@ def engine_table(report: dict[str, Any]) -> Table:
         bad = e["status"] in ("fail", "error")
         delta = e.get("delta_map50_95")
         label = name + (" (golden)" if name == golden else "") + (" DRIFT" if e.get("golden_drift") else "")
+        if emulated_of(e):  # every emulated row says so (harness/emulate.py)
+            label += f" [{emulated_of(e)['label']}]"
         cells = [
             Text(label, style="bold red" if e.get("golden_drift") else "bold" if name == golden else ""),
             Text(e["status"], style=STATUS_STYLE.get(e["status"], "")),
@@ -55,7 +58,7 @@ def engine_table(report: dict[str, Any]) -> Table:
             Text(int8, style="yellow" if mostly_float else ""),
         ]
         t.add_row(*cells)
-    notes = []
+    notes = [n for n in (report_note(report),) if n]
     if proto and not proto.get("baseline", True):
         notes.append(f"NOT a baseline run: protocol overrides {proto.get('overrides')}")
     if data.get("limit"):

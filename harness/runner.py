@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import emulate
 from .data import Dataset
 from .engines import EngineConfig, EngineFailure, EngineUnavailable, engine_class
 from .envinfo import environment
@@ -42,6 +43,7 @@ class RunRequest:
     protocol: Protocol
     limit: int | None = None
     config: EngineConfig = field(default_factory=EngineConfig)
+    emulate_cpu: str | None = None  # a CPU class or QEMU model (harness/emulate.py): accuracy only
 
     def argv(self) -> list[str]:
         """The `qparity run-engine` arguments that reproduce this request in a child."""
@@ -56,6 +58,8 @@ class RunRequest:
             args += ["--cache-dir", str(self.config.cache_dir)]
         for k, v in self.config.options.items():
             args += ["--engine-opt", f"{k}={v}"]
+        if self.emulate_cpu:
+            args += ["--emulate-cpu", self.emulate_cpu]
         return args
 
 
@@ -85,6 +89,8 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
     """Do the whole per-engine job in this process; what was measured is kept on failure."""
     res = new_result(req.engine, req.protocol)
     engine = None
+    if req.emulate_cpu:
+        emulate.mark_result(res, req.emulate_cpu)
     try:
         cls = engine_class(req.engine)
         reason = cls.probe()
@@ -116,11 +122,12 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         write_json_atomic(result_path(req.out, req.engine),
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
-        lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
-        engine.timed_runs = req.protocol.runs
-        lat["first_inference_ms"] = out.first_inference_ms
-        lat["timed"] = cls.timed
-        res["latency_ms"] = lat
+        if not req.emulate_cpu:  # an emulated CPU's speed means nothing: accuracy only
+            lat = measure(engine.run, out.latency_inputs, req.protocol.warmup, req.protocol.runs)
+            engine.timed_runs = req.protocol.runs
+            lat["first_inference_ms"] = out.first_inference_ms
+            lat["timed"] = cls.timed
+            res["latency_ms"] = lat
         res["engine_info"] = engine.describe()
         res["census"] = engine.census()
         res["status"], res["reason"] = "ok", ""
@@ -154,7 +161,8 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
     """Run `execute` in a child process and return its result, or an error result if it died."""
     path = result_path(req.out, req.engine)
     path.unlink(missing_ok=True)  # a stale file must never stand in for this run
-    cmd = [sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"]
+    cmd = emulate.command([sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"],
+                          req.emulate_cpu)
     code = subprocess.run(cmd).returncode
     if path.is_file():
         res = json.loads(path.read_text())
