@@ -93,7 +93,14 @@ def command(cmd: list[str], spec: str | None) -> list[str]:
     """The engine child's command line, run on the emulated CPU when `spec` is given."""
     if not spec:
         return cmd
-    return [require_qemu(), "-cpu", resolve(spec).qemu_model, *cmd]
+    return [require_qemu(), "-cpu", cpu_arg(spec), *cmd]
+
+
+def cpu_arg(spec: str) -> str:
+    """The model minus what QEMU cannot emulate anyway: the same CPU, without QEMU repeating
+    its warning for every thread the engine starts."""
+    c = resolve(spec)
+    return ",".join([c.qemu_model, *(f"-{d}" for d in probe(spec)["dropped_by_qemu"])])
 
 
 def label(spec: str) -> str:

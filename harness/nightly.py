@@ -269,6 +269,7 @@ def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
         "images_evaluated": (rep.get("data") or {}).get("images_evaluated"),
         "host": {"cpu": (golden_env.get("cpu") or {}).get("model"),
                  "vnni": (golden_env.get("cpu") or {}).get("vnni"),
+                 "emulated": ((golden_env.get("cpu") or {}).get("emulated") or {}).get("label"),
                  "gpus": [g.get("name") for g in golden_env.get("gpus") or []]},
         "golden_check": p.get("golden_check"),
         "qdq_ref": rep.get("reference"),
@@ -342,6 +343,8 @@ def cell_text(report: dict[str, Any], platform: str, engine: str):
     med = (e.get("latency_ms") or {}).get("median")
     if med is not None:
         out.append(f"\n{med:.3f} ms")
+    elif (p.get("host") or {}).get("emulated"):  # harness/emulate.py: never a latency
+        out.append(f"\n{p['host']['emulated']}", style="yellow")
     return out
 
 
