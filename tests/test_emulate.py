@@ -171,3 +171,47 @@ def test_run_engine_cli_passes_the_class_to_the_child(fake_qemu, demo_assets, tm
     r = json.loads((out / "ort-cpu.json").read_text())
     assert r["status"] == "ok" and r["emulated"]["qemu_model"] == "FakeModel"
     assert "latency_ms" not in r and "FakeModel,-avx512f" in fake_qemu.read_text().split()
+
+
+WORKFLOW = Path(__file__).resolve().parents[1] / ".github" / "workflows" / "nightly-emulated.yml"
+
+
+def _tool(name: str) -> str | None:
+    import shutil
+
+    here = Path(sys.executable).parent / name
+    return str(here) if here.is_file() else shutil.which(name)
+
+
+def test_emulated_nightly_workflow_is_valid_and_its_commands_parse(tmp_path):
+    import re
+    import shlex
+    import subprocess
+
+    import yaml
+
+    from harness.cli import parser
+
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    steps = wf["jobs"]["emulated"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    # the command the nightly runs is one qparity accepts (no option renamed under it)
+    cmd = next(r for r in runs if "qparity emulate nightly" in r)
+    line = re.search(r"qparity (emulate nightly.*?--run-id \S+)", cmd.replace("\\\n", " "), re.S)
+    argv = [a if "$" not in a else "7" for a in shlex.split(line.group(1))]
+    args = parser().parse_args(argv)
+    assert args.func.__name__ == "cmd_emulate_nightly" and args.history == "7"
+    exe = _tool("check-jsonschema")
+    if exe is None:
+        pytest.skip("check-jsonschema not installed (dev extra)")
+    p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    sc = _tool("shellcheck")
+    if sc is None:
+        pytest.skip("shellcheck not installed (dev extra)")
+    for i, r in enumerate(runs):
+        script = tmp_path / f"step{i}.sh"
+        script.write_text("#!/bin/bash\n" + re.sub(r"\$\{\{[^}]*\}\}", "placeholder", r))
+        p = subprocess.run([sc, "-s", "bash", str(script)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout
