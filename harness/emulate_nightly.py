@@ -89,8 +89,72 @@ def cmd_emulate_nightly(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_emulate_drift(args: argparse.Namespace) -> int:
+    """Preflight with emulation: does the golden engine's accuracy on this model change with the
+    CPU class, and by how much? The golden natively and on each class, qdq-ref (the model's own
+    Q/DQ arithmetic) natively as the yardstick that says which class is right."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .emulate import check_and_say, features_here
+    from .protocol import locked_protocol
+    from .report import wide_console
+
+    console = Console(stderr=True)
+    proto = locked_protocol()
+    golden, tol = proto.golden, proto.tolerance_map50_95
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    seen = {c: check_and_say(c, console) for c in classes}
+    out = Path(args.out)
+    args = argparse.Namespace(**{**vars(args), "warmup": 1, "runs": 1, "engine_opt": [],
+                                 "cache_dir": None})
+    native = native_name()
+    run_platform(args, [golden, "qdq-ref"], out / native, native, None, console)
+
+    def m(folder: Path, engine: str) -> float | None:
+        r = json.loads((folder / f"{engine}.json").read_text())
+        if r["status"] != "ok":
+            raise QParityError(f"{engine}: {r['status']}: {r['reason']}", folder)
+        return r["metrics"]["map50_95"]
+
+    base, ref = m(out / native, golden), m(out / native, "qdq-ref")
+    rows = {native: {"flags": features_here(), "map50_95": base, "delta_native": 0.0,
+                     "delta_qdq_ref": round(base - ref, 4)}}
+    for c in classes:
+        folder = out / f"emulated-{c}"
+        run_platform(args, [golden], folder, f"emulated-{c}", c, console)
+        v = m(folder, golden)
+        rows[f"emulated-{c}"] = {"flags": seen[c]["flags_seen"], "map50_95": v,
+                                 "delta_native": round(v - base, 4),
+                                 "delta_qdq_ref": round(v - ref, 4)}
+    t = Table("CPU class", "flags seen", f"{golden} mAP50-95", "Δ native", "Δ qdq-ref", "moves?",
+              title=f"golden {golden} on {Path(args.model).name} per CPU class (first "
+                    f"{args.limit or 'all'} images; qdq-ref {ref:.2f}; tolerance {tol}); "
+                    f"emulated: accuracy only", title_justify="left")
+    for name, r in rows.items():
+        moves = abs(r["delta_native"]) > tol
+        r["moves"] = moves
+        t.add_row(name, " ".join(r["flags"]), f"{r['map50_95']:.2f}", f"{r['delta_native']:+.2f}",
+                  f"{r['delta_qdq_ref']:+.2f}", "[bold red]yes[/]" if moves else "no")
+    wide_console().print(t)
+    write_json_atomic(out / "drift.json", {"model": str(args.model), "golden": golden,
+                                           "qdq_ref": ref, "tolerance_map50_95": tol,
+                                           "limit": args.limit, "platforms": rows})
+    return 0
+
+
 def register_nightly(sub: argparse._SubParsersAction) -> None:
     from .cli import add_data_args
+
+    p = sub.add_parser("drift", help="preflight with emulation: how much the golden engine's "
+                                     "accuracy on this model changes per CPU class (slow: "
+                                     "use --limit)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--classes", default="avx2,sse4")
+    p.add_argument("--threads", type=int)
+    add_data_args(p)
+    p.set_defaults(func=cmd_emulate_drift)
 
     p = sub.add_parser("nightly", help="the cross-platform nightly on this machine: native plus "
                                        "emulated CPU classes, one verdict (accuracy only for the "

@@ -215,3 +215,23 @@ def test_emulated_nightly_workflow_is_valid_and_its_commands_parse(tmp_path):
         script.write_text("#!/bin/bash\n" + re.sub(r"\$\{\{[^}]*\}\}", "placeholder", r))
         p = subprocess.run([sc, "-s", "bash", str(script)], capture_output=True, text=True)
         assert p.returncode == 0, p.stdout
+
+
+def test_drift_preflight_per_class(fake_qemu, demo_assets, tmp_path):
+    """`qparity emulate drift`: the golden natively and per class, against qdq-ref. Through the
+    stand-in QEMU the 'emulated' golden runs on this very CPU: it must not move at all."""
+    from harness.cli import main
+
+    model_dir, data = demo_assets
+    out = tmp_path / "drift"
+    assert main(["emulate", "drift", "--model", str(model_dir / "model-int8.onnx"),
+                 "--data", str(data), "--limit", "2", "--classes", "FakeModel",
+                 "--out", str(out)]) == 0
+    d = json.loads((out / "drift.json").read_text())
+    native = f"native-{emulate.cpu_class_of(emulate.features_here())}"
+    assert set(d["platforms"]) == {native, "emulated-FakeModel"}
+    fake = d["platforms"]["emulated-FakeModel"]
+    assert fake["delta_native"] == 0.0 and fake["moves"] is False
+    assert fake["map50_95"] == d["platforms"][native]["map50_95"]
+    assert fake["delta_qdq_ref"] == round(fake["map50_95"] - d["qdq_ref"], 4)
+    assert "FakeModel,-avx512f" in fake_qemu.read_text().split()
