@@ -275,7 +275,8 @@ def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
         "qdq_ref": rep.get("reference"),
         "engines": {n: {k: e.get(k) for k in ("status", "reason", "metrics", "delta_map50_95",
                                                "delta_vs_qdq_ref", "latency_ms",
-                                               "speedup_vs_golden", "engine", "model_sha256")}
+                                               "speedup_vs_golden", "engine", "model_sha256",
+                                               "census", "quantized_in_file")}
                     for n, e in (rep.get("engines") or {}).items()},
     }
 
@@ -340,6 +341,10 @@ def cell_text(report: dict[str, Any], platform: str, engine: str):
             d = e.get("delta_map50_95")
             rel = f" Δ {d:+.2f}" if d is not None else ""
         out.append(f"\n{m:.2f}{rel}", style="bold red" if status == "fail" or drift else "")
+    if e.get("census"):  # what really ran in int8 on this platform
+        from .census import ratio_text
+
+        out.append(f"\nint8 {ratio_text(e['census'], e.get('quantized_in_file'))}")
     med = (e.get("latency_ms") or {}).get("median")
     if med is not None:
         out.append(f"\n{med:.3f} ms")

@@ -156,6 +156,9 @@ def test_an_emulated_run_is_accuracy_only_and_says_so_everywhere(fake_qemu, demo
     native_cell, emulated_cell = cells["ort-cpu"]
     assert "emulated FakeModel: accuracy only" in emulated_cell and " ms" not in emulated_cell
     assert " ms" in native_cell and "emulated" not in native_cell
+    # the executed-precision census per platform
+    assert p["engines"]["ort-cpu"]["census"]["int8_compute_ops"] > 0
+    assert "int8 " in emulated_cell and "int8 " in native_cell
 
 
 def test_run_engine_cli_passes_the_class_to_the_child(fake_qemu, demo_assets, tmp_path):
