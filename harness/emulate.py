@@ -4,8 +4,9 @@ INT8 kernels differ by instruction set (ONNX Runtime's u8 x s8 kernels saturate 
 VNNI and sum exactly with VNNI; OpenVINO dispatches per ISA), so the golden engine's accuracy
 moves with the CPU class. `qemu-x86_64 -cpu MODEL` runs the unmodified engine process on an
 emulated CPU that shows only MODEL's extensions, which reproduces that class's arithmetic
-exactly. It is slow (hundreds of times here), so an emulated run is accuracy only: it never
-measures a latency, and everything it writes says "emulated <model>: accuracy only".
+exactly. It is slow (17-50x in CPU time, 140-320x in wall time, measured on the demo), so an
+emulated run is accuracy only: it never measures a latency, and everything it writes says
+"emulated <model>: accuracy only".
 
 Never trust a name: QEMU silently drops every extension its TCG translator does not implement
 (QEMU 7.2, Debian 12: nothing past AVX2, no AVX-512, no VNNI, no AMX), and qemu-user passes the

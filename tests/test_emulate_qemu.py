@@ -2,7 +2,7 @@
 
 Needs `qemu-x86_64` (Debian's qemu-user). Without it these tests skip, except where
 QPARITY_REQUIRE_QEMU=1 (set by .ci/setup.d/30-qemu.sh), which turns the skip into a failure so
-CI cannot pass without running them. Emulation is slow (hundreds of times here), so the nightly
+CI cannot pass without running them. Emulation is slow (17-50x CPU time, more in wall time), so the nightly
 runs on 2 demo images, ort-cpu only, one emulated class.
 """
 
