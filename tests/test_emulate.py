@@ -138,6 +138,15 @@ def test_an_emulated_run_is_accuracy_only_and_says_so_everywhere(fake_qemu, demo
     print_report(collect(native), console)
     assert "emulated" not in console.export_text()
 
+    # an emulated engine is never gated against a native golden (one CPU per gate)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in ("ort-cpu.json", "qdq-ref.json"):
+        (mixed / f).write_text((native if f == "ort-cpu.json" else emu).joinpath(f).read_text())
+    e = collect(mixed)["engines"]["qdq-ref"]
+    assert e["status"] == "error" and "ran on emulated FakeModel" in e["reason"]
+    assert e["delta_map50_95"] is None
+
     # the history stores no latency for an emulated run
     row = result_row("r1", "2026-01-01", "emulated-x", "ort-cpu", r, report)
     assert row["lat_median"] is None and row["samples_ms"] is None
