@@ -272,7 +272,10 @@ def cmd_classes(args: argparse.Namespace) -> int:
             continue
         rows[name] = seen
         ok = not seen["missing"] and not seen["unexpected"]
-        t.add_row(name, c.qemu_model, ", ".join(seen["flags_seen"]),
+        ov = (seen["engines_view"] or {}).get("openvino") or {}
+        view = (f"\nOpenVINO: {ov.get('device')}, {' '.join(ov.get('capabilities') or [])}"
+                if ov.get("device") else f"\nOpenVINO: {ov['unavailable']}" if ov else "")
+        t.add_row(name, c.qemu_model, ", ".join(seen["flags_seen"]) + view,
                   "[green]yes[/]" if ok else f"[yellow]no[/]: lacks {', '.join(seen['missing'])}"
                   + (f"; shows {', '.join(seen['unexpected'])}" if seen["unexpected"] else ""),
                   c.about)
