@@ -38,7 +38,8 @@ EXIT_CODES = """exit codes:
   every other command          0 done, 2 an error
 """
 # Modules that own a group of commands and expose register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
+COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose",
+                                     "harness.emulate")
 
 
 # Numeric options, by argparse name, wherever a command has them: the least (and most) value
@@ -178,6 +179,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="end an engine's process (and all it started) after this long, leaving "
                         "an 'error: timed out' result (default: QPARITY_ENGINE_TIMEOUT or 6 h)")
     add_data_args(p)
+    from .emulate import add_run_option
+
+    add_run_option(p)
 
 
 def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | None = None):
@@ -198,7 +202,8 @@ def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | N
         cfg = EngineConfig(threads=threads, options=dict(options),
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
         reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
-                               args.limit, cfg, run_id=run_id, timeout_s=engine_timeout(args)))
+                               args.limit, cfg, run_id=run_id, timeout_s=engine_timeout(args),
+                               emulate_cpu=getattr(args, "emulate_cpu", None)))
     return reqs
 
 
@@ -217,6 +222,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     info = inspect_model(Path(args.model), locked_protocol().size)
     data = Dataset.load(reqs[0].images_dir, reqs[0].annotations, args.limit)
     data.check_num_classes(info.num_classes, Path(args.model))
+    if args.emulate_cpu:  # refused up front when the emulated CPU does not show its class
+        from .emulate import check_and_say
+
+        check_and_say(args.emulate_cpu, err_console)
     out = prepare_out(Path(args.out))
     with RunLock(out, run_id), sigterm_as_interrupt():
         moved = move_aside(out)

@@ -124,6 +124,13 @@ def gate(delta: float | None, tolerance: float) -> str:
     return "pass" if delta is not None and abs(delta) <= tolerance else "fail"
 
 
+def emulated_cpu(r: dict[str, Any]) -> str | None:
+    from .emulate import emulated_of
+
+    em = emulated_of(r)
+    return f"emulated {em['qemu_model']}" if em else None
+
+
 def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
                  golden_name: str, tolerance: float) -> dict[str, Any]:
     lat = r.get("latency_ms") or {}
@@ -161,6 +168,11 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
             entry.update(status="error", reason=f"{what} differs from the golden engine's "
                                                 f"({str(mine)[:12]} vs {str(theirs)[:12]})")
             return entry
+    cpu, golden_cpu = emulated_cpu(r), emulated_cpu(golden)
+    if cpu != golden_cpu:  # one CPU class per gate (harness/emulate.py)
+        entry.update(status="error", reason=f"ran on {cpu or 'the native CPU'}, the golden engine "
+                                            f"on {golden_cpu or 'the native CPU'}: not one platform")
+        return entry
     if r.get("protocol", {}).get("overrides") != golden.get("protocol", {}).get("overrides"):
         entry.update(status="error", reason="protocol differs from the golden engine's run")
         return entry

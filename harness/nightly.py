@@ -269,12 +269,14 @@ def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
         "images_evaluated": (rep.get("data") or {}).get("images_evaluated"),
         "host": {"cpu": (golden_env.get("cpu") or {}).get("model"),
                  "vnni": (golden_env.get("cpu") or {}).get("vnni"),
+                 "emulated": ((golden_env.get("cpu") or {}).get("emulated") or {}).get("label"),
                  "gpus": [g.get("name") for g in golden_env.get("gpus") or []]},
         "golden_check": p.get("golden_check"),
         "qdq_ref": rep.get("reference"),
         "engines": {n: {k: e.get(k) for k in ("status", "reason", "metrics", "delta_map50_95",
                                                "delta_vs_qdq_ref", "latency_ms",
-                                               "speedup_vs_golden", "engine", "model_sha256")}
+                                               "speedup_vs_golden", "engine", "model_sha256",
+                                               "census", "quantized_in_file")}
                     for n, e in (rep.get("engines") or {}).items()},
     }
 
@@ -339,9 +341,15 @@ def cell_text(report: dict[str, Any], platform: str, engine: str):
             d = e.get("delta_map50_95")
             rel = f" Δ {d:+.2f}" if d is not None else ""
         out.append(f"\n{m:.2f}{rel}", style="bold red" if status == "fail" or drift else "")
+    if e.get("census"):  # what really ran in int8 on this platform
+        from .census import ratio_text
+
+        out.append(f"\nint8 {ratio_text(e['census'], e.get('quantized_in_file'))}")
     med = (e.get("latency_ms") or {}).get("median")
     if med is not None:
         out.append(f"\n{med:.3f} ms")
+    elif (p.get("host") or {}).get("emulated"):  # harness/emulate.py: never a latency
+        out.append(f"\n{p['host']['emulated']}", style="yellow")
     return out
 
 

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from .census import ratio_text
 from .stability import SPREAD_THRESHOLD
+from .emulate import emulated_of, report_note
 
 STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold red",
                 "unavailable": "yellow", "ok": "green", "reference": "cyan"}
@@ -86,6 +87,8 @@ def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
         bad = e["status"] in ("fail", "error")
         delta = e.get("delta_map50_95")
         label = name + (" (golden)" if name == golden else "") + (" DRIFT" if e.get("golden_drift") else "")
+        if emulated_of(e):  # every emulated row says so (harness/emulate.py)
+            label += f" [{emulated_of(e)['label']}]"
         cells = [
             Text(label, style="bold red" if e.get("golden_drift") else "bold" if name == golden else ""),
             Text(e["status"], style=STATUS_STYLE.get(e["status"], "")),
@@ -109,7 +112,7 @@ def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
         else:
             cells += [_latency_cell(lat, "median", compact=True), speedup_cell(e), int8]
         t.add_row(*cells)
-    notes = []
+    notes = [n for n in (report_note(report),) if n]
     if proto and not proto.get("baseline", True):
         notes.append(f"NOT a baseline run: protocol overrides {proto.get('overrides')}")
     if data.get("limit"):

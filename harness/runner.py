@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import emulate
 from .data import Dataset
 from .engines import EngineConfig, EngineFailure, EngineUnavailable, engine_class
 from .errors import QParityError
@@ -56,6 +57,7 @@ class RunRequest:
     config: EngineConfig = field(default_factory=EngineConfig)
     run_id: str | None = None  # written into every file; None for a result made outside a run
     timeout_s: float = DEFAULT_ENGINE_TIMEOUT_S  # for the child process of run_isolated
+    emulate_cpu: str | None = None  # a CPU class or QEMU model (harness/emulate.py): accuracy only
 
     def argv(self) -> list[str]:
         """The `qparity run-engine` arguments that reproduce this request in a child."""
@@ -72,6 +74,8 @@ class RunRequest:
             args += ["--engine-opt", f"{k}={v}"]
         if self.run_id is not None:
             args += ["--run-id", self.run_id]
+        if self.emulate_cpu:
+            args += ["--emulate-cpu", self.emulate_cpu]
         return args
 
 
@@ -126,6 +130,8 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
     """Do the whole per-engine job in this process; what was measured is kept on failure."""
     res = new_result(req.engine, req.protocol, req.run_id)
     engine = None
+    if req.emulate_cpu:
+        emulate.mark_result(res, req.emulate_cpu)
     try:
         cls = engine_class(req.engine)
         reason = cls.probe()
@@ -165,16 +171,17 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         write_json_atomic(result_path(req.out, req.engine),
                           {**res, "partial": True, "reason": "engine process ended during the "
                                                             "latency measurement"})
-        latency_spinning = engine.set_spinning(True)
-        with progress_bar(f"{label}: latency", req.protocol.warmup + req.protocol.runs,
-                          show_progress, manual=True) as tick:
-            lat = measure(engine.infer, out.latency_inputs, req.protocol.warmup,
-                          req.protocol.runs, engine_ms=engine.reported_latency_ms, on_run=tick)
-        engine.timed_runs = req.protocol.runs
-        lat["first_inference_ms"] = out.first_inference_ms
-        lat["timed"] = cls.timed
-        lat["spinning"] = {"accuracy_pass": pass_spinning, "latency": latency_spinning}
-        res["latency_ms"] = lat
+        if not req.emulate_cpu:  # an emulated CPU's speed means nothing: accuracy only
+            latency_spinning = engine.set_spinning(True)
+            with progress_bar(f"{label}: latency", req.protocol.warmup + req.protocol.runs,
+                              show_progress, manual=True) as tick:
+                lat = measure(engine.infer, out.latency_inputs, req.protocol.warmup,
+                              req.protocol.runs, engine_ms=engine.reported_latency_ms, on_run=tick)
+            engine.timed_runs = req.protocol.runs
+            lat["first_inference_ms"] = out.first_inference_ms
+            lat["timed"] = cls.timed
+            lat["spinning"] = {"accuracy_pass": pass_spinning, "latency": latency_spinning}
+            res["latency_ms"] = lat
         res["engine_info"] = engine.describe()
         res["census"] = engine.census()
         res["status"], res["reason"] = "ok", ""
@@ -261,7 +268,8 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
     interrupted result is on disk)."""
     path = result_path(req.out, req.engine)
     path.unlink(missing_ok=True)  # a stale file must never stand in for this run
-    cmd = [sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"]
+    cmd = emulate.command([sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"],
+                          req.emulate_cpu)
     # Its own session: a timeout ends the engine and anything it started, and a terminal's
     # Ctrl-C reaches only us, so the child is told (SIGINT) and given time to write its result.
     proc = subprocess.Popen(cmd, start_new_session=True)
