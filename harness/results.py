@@ -135,11 +135,15 @@ def validate_result(r: Any, stem: str) -> str | None:
     if m["map50_95"] is None or not 0 <= m["map50_95"] <= 100:
         return f"metrics.map50_95 is {m['map50_95']!r}, not a score in 0..100"
     lat = r.get("latency_ms")
-    if not lat:
+    if r.get("emulated"):  # an emulated CPU measures accuracy only: a latency would be a lie
+        if lat:
+            return "an emulated run carries a latency_ms"
+    elif not lat:
         return "status ok but no latency_ms"
-    for k in ("median", "p95"):
-        if not _is_number(lat.get(k)) or lat[k] < 0:
-            return f"latency_ms.{k} is missing or not a non-negative number"
+    else:
+        for k in ("median", "p95"):
+            if not _is_number(lat.get(k)) or lat[k] < 0:
+                return f"latency_ms.{k} is missing or not a non-negative number"
     for section, key in (("model", "sha256"), ("data", "image_list_sha256"),
                          ("data", "annotations_sha256")):
         if not isinstance((r.get(section) or {}).get(key), str):
