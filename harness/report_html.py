@@ -296,7 +296,8 @@ def results_table(report: dict[str, Any]) -> str:
         unstable = "warn" if lat.get("stable") is False else ""
         cells = [f'<td><span class="swatch" style="background:{engine_colour(name)}"></span>'
                  f'{esc(name)}{" (golden)" if name == golden else ""}'
-                 f'{" <b class=bad>DRIFT</b>" if e.get("golden_drift") else ""}</td>',
+                 f'{" <b class=bad>DRIFT</b>" if e.get("golden_drift") else ""}'
+                 f'{f" <i>[{esc(em[chr(108)+chr(97)+chr(98)+chr(101)+chr(108)])}]</i>" if (em := emulated_of(e)) else ""}</td>',
                  f'<td class="l s-{esc(st)}">{esc(st)}</td>',
                  _cell(m.get("map50_95"), cls="bad" if st in ("fail", "error") else ""),
                  _cell(e.get("delta_map50_95"), "{:+.2f}", "bad" if st == "fail" else "")]
