@@ -18,7 +18,8 @@ from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
 # Modules that own a group of commands and expose register(subparsers).
-COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose")
+COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose",
+                                     "harness.recipes")
 
 
 def default_threads() -> int:
@@ -235,7 +236,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", required=True, help="calib.txt from `qparity lists`")
     p.add_argument("--data", help="folder the list's relative paths start from (default: the list's)")
     p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx")
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"])
+    p.add_argument("--recipe", default="portable",
+                   choices=["portable", "spec-v1", "concat-safe", "portable-int32-bias"])
     p.add_argument("--method", default="percentile", choices=["percentile", "minmax"])
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
                    help="keep this node in float (repeatable)")
