@@ -370,8 +370,7 @@ def _crop(model: Any, feeds: dict[str, np.ndarray], r: dict[str, Any], check: Ch
         m.CopyFrom(model)
         for i in m.graph.input:
             i.CopyFrom(helper.make_tensor_value_info(i.name, TensorProto.FLOAT, list(small[i.name].shape)))
-        out = m.graph.output[0]
-        out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, None))
+        _infer_output_shape(m)
         rr = check.measure(m, small)
         ok = bool(rr and rr["disagrees"])
         steps.append({"step": f"crop to {nh}x{nw}", "nodes": len(m.graph.node), "inputs": len(small),
@@ -380,6 +379,23 @@ def _crop(model: Any, feeds: dict[str, np.ndarray], r: dict[str, Any], check: Ch
         if not ok:
             return model, feeds, r
         model, feeds, r = m, small, rr
+
+
+def _infer_output_shape(m: Any) -> None:
+    """Give the (single) graph output the shape ONNX shape inference derives from the inputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = m.graph.output[0]
+    out.CopyFrom(helper.make_tensor_value_info(out.name, TensorProto.FLOAT, None))
+    inferred = onnx.shape_inference.infer_shapes(m)
+    vi = next((v for v in inferred.graph.value_info if v.name == out.name), None)
+    if vi is None:
+        vi = next((v for v in inferred.graph.output if v.name == out.name), None)
+    if vi is not None and vi.type.tensor_type.HasField("shape"):
+        out.CopyFrom(vi)
+    else:  # unknown: a rank-free but valid declaration
+        out.type.tensor_type.shape.SetInParent()
 
 
 # ----------------------------------------------------------------------------- target
