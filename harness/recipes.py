@@ -28,6 +28,7 @@ from .errors import QParityError
 RUN_ENGINES = ("ort-cpu", "openvino", "qdq-ref")
 DEPLOYMENTS = {"ORT+OpenVINO": ("ort-cpu", "openvino"), "ORT+TensorRT": ("ort-cpu", "tensorrt"),
                "all three": ("ort-cpu", "openvino", "tensorrt")}
+COLLAPSE = 0.5  # a file whose golden mAP lost half of fp32's serves no deployment
 ENGINE_LABEL = {"ort-cpu": "ORT", "openvino": "OpenVINO", "tensorrt": "TensorRT", "qdq-ref": "qdq-ref"}
 
 
@@ -138,7 +139,10 @@ def run_variant(v: Variant, fp32: Path, calib: list[Path], images: Path, annotat
         static = pre["engines"].get("tensorrt", {})
         row["cells"]["tensorrt"] = {"engine": "tensorrt", "ran": False, "accepted": trt["accepted"],
                                     "how": trt["how"], "reason": trt["reason"],
-                                    "check_model": static}
+                                    "check_model": static,
+                                    # what the file asks TensorRT to run in int8 (not measured)
+                                    "quantized_in_file": pre.get("quantized_compute_ops"),
+                                    "compute_ops": pre.get("compute_ops")}
     row["verdict"] = report["verdict"]
     row["report"] = str(results / "eval_report.json")
     row["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -165,8 +169,15 @@ def engine_ok(cell: dict[str, Any] | None) -> tuple[bool, str]:
 
 
 def _int8_share(row: dict[str, Any], engines: tuple[str, ...]) -> float:
-    shares = [c["int8_ran"] / c["compute_ops"] for e in engines
-              if (c := row["cells"].get(e)) and c.get("ran") and c.get("compute_ops")]
+    """Mean share of compute ops in int8: measured where the engine ran; where only its parser
+    was asked, the share the file quantizes (what a strongly typed engine is asked to run)."""
+    shares = []
+    for e in engines:
+        c = row["cells"].get(e) or {}
+        if c.get("ran") and c.get("compute_ops"):
+            shares.append((c.get("int8_ran") or 0) / c["compute_ops"])
+        elif c.get("accepted") and c.get("compute_ops"):
+            shares.append((c.get("quantized_in_file") or 0) / c["compute_ops"])
     return sum(shares) / len(shares) if shares else 0.0
 
 
@@ -175,10 +186,17 @@ def recommend(rows: list[dict[str, Any]], golden: str = "ort-cpu") -> dict[str, 
     else the best compromise (most engines served, then the smallest gap)."""
     out = {}
     quantized = [r for r in rows if r.get("recipe") and "cells" in r]
+    fp32 = next(((r["cells"].get(golden) or {}).get("map50_95") for r in rows
+                 if not r.get("recipe") and "cells" in r), None)
     for label, engines in DEPLOYMENTS.items():
         scored = []
         for r in quantized:
             verdicts = {e: engine_ok(r["cells"].get(e)) for e in engines}
+            gmap = (r["cells"].get(golden) or {}).get("map50_95")
+            if fp32 and gmap is not None and gmap < COLLAPSE * fp32:
+                # every engine may agree on a file that lost the accuracy itself (the tail trap)
+                verdicts = {e: (False, f"collapsed: golden mAP {gmap:.2f} vs fp32 {fp32:.2f}")
+                            for e in engines}
             served = [e for e, (ok, _) in verdicts.items() if ok]
             gcell = r["cells"].get(golden) or {}
             worst = max((abs(c["delta_map50_95"]) for e in engines if (c := r["cells"].get(e))

@@ -28,8 +28,9 @@ def cell(status="pass", delta=0.0, int8=10, ops=10, m=50.0):
             "compute_ops": ops, "quantized_in_file": ops, "map50_95": m}
 
 
-def trt(accepted):
-    return {"ran": False, "accepted": accepted, "reason": ""}
+def trt(accepted, quantized=10, ops=10):
+    return {"ran": False, "accepted": accepted, "reason": "", "quantized_in_file": quantized,
+            "compute_ops": ops}
 
 
 def row(name, ort, ov, tr):
@@ -39,12 +40,13 @@ def row(name, ort, ov, tr):
 def test_recommendation_picks_per_deployment_set():
     rows = [row("spec-v1", cell(), cell(delta=0.1), trt(False)),
             row("portable", cell(int8=3), cell("fail", -25.0), trt(True)),
-            row("concat-safe", cell(int8=3, ops=10), cell(delta=0.2, int8=7), trt(True))]
+            row("concat-safe", cell(int8=3, ops=10), cell(delta=0.2, int8=7), trt(True, quantized=7))]
     rec = recommend(rows)
     assert set(rec) == set(DEPLOYMENTS)
     assert rec["ORT+OpenVINO"]["variant"] == "spec-v1"  # served by both, most int8
     assert rec["all three"]["variant"] == "concat-safe"
-    assert rec["ORT+TensorRT"]["variant"] in ("portable", "concat-safe")
+    # TensorRT is asked to run 10 int8 convolutions from portable, 7 from concat-safe
+    assert rec["ORT+TensorRT"]["variant"] == "portable"
     assert "parser accepts" in rec["all three"]["text"]
 
 
@@ -55,6 +57,15 @@ def test_recommendation_says_when_nothing_serves_a_set():
     assert rec["variant"] is None and not rec["serves_all"]
     assert rec["text"].startswith("none passes; best compromise:")
     assert rec["best_compromise"] in ("spec-v1", "portable")
+
+
+def test_a_collapsed_file_serves_nothing_even_if_every_engine_agrees():
+    rows = [{"variant": "fp32", "recipe": None, "cells": {"ort-cpu": cell(m=80.0)}},
+            row("portable+tail", cell(m=0.0), cell(m=0.0), trt(True)),
+            row("portable", cell(m=75.0), cell("fail", -25.0), trt(True))]
+    rec = recommend(rows)
+    assert rec["ORT+TensorRT"]["variant"] == "portable"
+    assert rec["ORT+OpenVINO"]["variant"] is None and "collapsed" not in rec["ORT+OpenVINO"]["text"]
 
 
 def test_an_engine_serves_a_file_only_if_int8_really_ran():

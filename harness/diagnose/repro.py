@@ -43,7 +43,7 @@ from ..errors import QParityError
 DEFAULT_FRAC = 0.01
 STEP_TOL = 1.0 + 1e-3
 MAX_GROW = 12  # levels of nodes added above the target before giving up
-MIN_SPATIAL = 4
+MIN_SPATIAL = 8  # smaller inputs show fewer differing elements: keep the evidence visible
 # ops whose result does not depend on the spatial size they are given (cropping stays valid)
 SPATIAL_AGNOSTIC = {"QuantizeLinear", "DequantizeLinear", "Conv", "Concat", "Relu", "LeakyRelu",
                     "Sigmoid", "Mul", "Add", "Sub", "Clip", "MaxPool", "AveragePool", "Identity",
@@ -85,6 +85,9 @@ def run_openvino(model_path, feeds, options):
 ''',
 }
 VERSION_OF = {"qdq-ref": "onnxruntime", "ort-cpu": "onnxruntime", "openvino": "openvino"}
+# An engine option that turns its low-precision path off: run once on the reduced model, it
+# shows whether the disagreement is that path (a control the maintainers can re-run).
+CONTROLS = {"openvino": {"LP_TRANSFORMS_MODE": "NO"}}
 
 
 def runner(engine: str) -> Callable[[Path, dict[str, np.ndarray], dict[str, str]], np.ndarray]:
@@ -433,6 +436,45 @@ def _brief(f: dict[str, Any], d: dict[str, Any]) -> dict[str, Any]:
             "in_context": d.get("in_context"), "probed": f["probed"], "compiles": f["compiles"]}
 
 
+def describe(model: Any) -> str:
+    """The subgraph in one line, data path only: weights and their DequantizeLinear are folded
+    into the node that reads them."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    inputs = {i.name for i in g.input}
+    const = set(inits)
+    for n in g.node:
+        if n.input and all(i in const for i in n.input if i):
+            const.update(n.output)
+    parts = []
+    for n in g.node:
+        if n.output[0] in const:
+            continue
+        acts = [i for i in n.input if i and i not in const]
+        text = n.op_type
+        if n.op_type == "Concat":
+            srcs = ["input" if a in inputs else producer[a].op_type for a in acts]
+            text += f"({len(acts)} x {srcs[0]}" + (", the same tensor" if len(set(acts)) == 1 else "") + ")"
+        elif n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits:
+            zp = numpy_helper.to_array(inits[n.input[2]])
+            text += f"({zp.dtype}, zero point {int(zp.ravel()[0])})" if n.op_type == "QuantizeLinear" else ""
+        elif n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1:
+            w = n.input[1]
+            wp = producer.get(w)
+            kind = "int8 weights (DequantizeLinear)" if wp is not None and wp.op_type == "DequantizeLinear" \
+                else "float weights"
+            shape = list(numpy_helper.to_array(inits[wp.input[0] if wp is not None else w]).shape) \
+                if (wp is not None and wp.input[0] in inits) or w in inits else []
+            bias = "" if len(n.input) < 3 or not n.input[2] else (
+                ", float bias" if n.input[2] in inits else ", int32 bias")
+            text += f"({kind} {shape}{bias})"
+        parts.append(text)
+    return " -> ".join(parts)
+
+
 # ----------------------------------------------------------------------------- the folder
 def environment(engine: str, against: str) -> dict[str, Any]:
     from ..envinfo import cpu_info, library_versions
@@ -448,6 +490,7 @@ SCRIPT = '''\
 """Reproducer: {engine} vs {against} on a {nodes}-node ONNX subgraph ({title}).
 
 Run: python repro.py            (needs: numpy, {libs})
+     python repro.py KEY=VALUE  (the same with an extra {engine} option)
 Exit status: 1 while the two engines disagree beyond tolerance, 0 once they agree.
 Written by qparity repro; uses only the engines' own Python APIs.
 """
@@ -487,7 +530,9 @@ def cpu_flags():
 
 def main():
     feeds = load_inputs()
-    a = np.asarray({fn_a}(MODEL, feeds, ENGINE_OPTIONS), np.float64)
+    options = dict(ENGINE_OPTIONS)
+    options.update(kv.split("=", 1) for kv in sys.argv[1:])  # e.g. python repro.py KEY=VALUE
+    a = np.asarray({fn_a}(MODEL, feeds, options), np.float64)
     b = np.asarray({fn_b}(MODEL, feeds, AGAINST_OPTIONS), np.float64).reshape(a.shape)
     s = SCALE
     if s.size > 1:
@@ -505,6 +550,8 @@ def main():
     print(f"python {{platform.python_version()}}, {{platform.machine()}}, CPU flags: {{' '.join(cpu_flags())}}")
     print(f"model: {{MODEL.name}} ({nodes} nodes), inputs: "
           + ", ".join(f"{{k}} {{list(v.shape)}}" for k, v in feeds.items()))
+    if options:
+        print(f"{engine} options: {{options}}")
     print(f"{engine} vs {against}: {{off.mean():.2%}} of {{steps.size}} output elements differ by "
           f"more than one quantization step (max {{steps.max():.1f}} steps, mean {{steps.mean():.2f}})")
     worst = np.argsort(steps, axis=None)[::-1][:5]
@@ -545,7 +592,12 @@ def write_folder(out: Path, red: Reduced, engine: str, against: str, engine_opts
     libs = sorted({VERSION_OF[engine], VERSION_OF[against]})
     sc = np.asarray(scale, np.float64).ravel()
     ops = [n.op_type for n in red.model.graph.node]
-    title = " -> ".join(dict.fromkeys(o for o in ops))
+    title = describe(red.model)
+    control = None
+    if engine in CONTROLS:
+        opts = {**engine_opts, **CONTROLS[engine]}
+        a = runner(engine)(out / "model.onnx", red.feeds, opts)
+        control = {"options": opts, **disagreement(a, ref, scale, axis)}
     script = SCRIPT.format(
         engine=engine, against=against, nodes=len(ops), title=title, libs=", ".join(libs),
         libs_list=libs, scale=sc.tolist() if sc.size > 1 else float(sc[0]), axis=axis if sc.size > 1 else None,
@@ -558,11 +610,11 @@ def write_folder(out: Path, red: Reduced, engine: str, against: str, engine_opts
     summary = {
         "engine": engine, "against": against, "engine_options": engine_opts,
         "against_options": against_opts, "model_nodes": len(ops), "ops": ops,
-        "model_bytes": (out / "model.onnx").stat().st_size,
+        "graph": title, "model_bytes": (out / "model.onnx").stat().st_size,
         "inputs": {k: list(v.shape) for k, v in red.feeds.items()}, "input_files": input_files,
         "input_bytes": sum((out / f).stat().st_size for f in input_files),
         "disagreement": {k: red.result[k] for k in ("frac_off", "max_steps", "mean_steps", "elements")},
-        "frac": frac, "output_scale": sc.tolist(), "target": target, "source": source,
+        "frac": frac, "output_scale": sc.tolist(), "control": control, "target": target, "source": source,
         "reduction": red.steps, "environment": env,
     }
     (out / "repro.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
@@ -582,12 +634,12 @@ def _readme(s: dict[str, Any]) -> str:
 python repro.py     # prints the disagreement; exit 1 while it persists
 ```
 
-- Graph (`model.onnx`, {s['model_bytes']} bytes): {' -> '.join(s['ops'])}
+- Graph (`model.onnx`, {s['model_nodes']} nodes, {s['model_bytes']} bytes): {s['graph']}
 - Input: {inputs} (`{s['input_files'][0]}`), real values of that tensor in the full model on one image.
 - Expected: `{s['against']}` computes the model's Q/DQ arithmetic as written ({"ONNX Runtime with graph optimizations off" if s['against'] == 'qdq-ref' else s['against']}); its output is in `reference_output.npy`.
 - Observed: {d['frac_off']:.2%} of {d['elements']} output elements differ by more than one quantization step
   ({s['output_scale'] if len(s['output_scale']) > 1 else s['output_scale'][0]}); max {d['max_steps']:.1f} steps, mean {d['mean_steps']:.2f}.
-- `{s['engine']}` options: {opts}.
+- `{s['engine']}` options: {opts}.{_control_line(s)}
 - Environment: {env['cpu']['model']} ({env['cpu']['arch']}; flags {' '.join(env['cpu']['flags'])}), {env['os']}, Python {env['python']}; {versions}.
 
 Where it comes from: the full model `{src.get('model', '?')}`; `qparity localize` named
@@ -596,6 +648,16 @@ as the first node where `{s['engine']}` departs from the model's arithmetic on i
 subgraph was cut around it and reduced while the disagreement persisted (`repro.json` lists
 every step).
 """
+
+
+def _control_line(s: dict[str, Any]) -> str:
+    c = s.get("control")
+    if not c:
+        return ""
+    kv = " ".join(f"{k}={v}" for k, v in c["options"].items() if k not in s["engine_options"])
+    verdict = "agrees" if c["frac_off"] <= s["frac"] else "still disagrees"
+    return (f"\n- Control: `python repro.py {kv}` {verdict} ({c['frac_off']:.2%} off, max "
+            f"{c['max_steps']:.1f} steps).")
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -707,7 +769,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     d = s["disagreement"]
     Console().print(
         f"[bold]repro[/]: {s['engine']} vs {s['against']}: {s['model_nodes']} nodes "
-        f"({' -> '.join(s['ops'])}), model {s['model_bytes']} bytes, input "
+        f"({s['graph']}), model {s['model_bytes']} bytes, input "
         f"{', '.join(str(v) for v in s['inputs'].values())} ({s['input_bytes']} bytes): "
         f"{d['frac_off']:.2%} of elements off by > 1 step (max {d['max_steps']:.1f}) -> {args.out}",
         highlight=False)
