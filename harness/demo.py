@@ -1,6 +1,6 @@
 """`qparity demo`: the whole locked pipeline on the embedded demo, no download, no GPU.
 
-generate data -> lists + manifests -> PTQ (portable) -> check-model -> every engine available
+generate data -> lists + manifests -> PTQ (the default recipe) -> check-model -> every engine available
 here -> collect. The data generator and the fp32 demo model live in the source tree under
 bench/demo/, which is why the demo needs a checkout rather than an installed wheel.
 """
@@ -22,7 +22,7 @@ from .fileio import write_json_atomic
 from .lists import read_list, write_lists
 from .preflight import print_check, write_preflight
 from .protocol import Protocol, locked_protocol
-from .ptq import quantize
+from .ptq import DEFAULT_RECIPE, quantize
 from .runner import RunRequest, run_isolated
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "bench" / "demo"
@@ -65,8 +65,8 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
     calib = read_list(lists["calib"], data)
     model_dir = out / "model"
     model = model_dir / "model-int8.onnx"
-    console.print(f"[bold]3/6[/] PTQ (portable, percentile {99.99}) on {len(calib)} calibration images")
-    record = quantize(DEMO_MODEL, calib, model, recipe="portable", protocol=protocol)
+    console.print(f"[bold]3/6[/] PTQ ({DEFAULT_RECIPE}, percentile {99.99}) on {len(calib)} calibration images")
+    record = quantize(DEMO_MODEL, calib, model, recipe=DEFAULT_RECIPE, protocol=protocol)
     console.print("[bold]4/6[/] check-model")
     results = out / "results"
     print_check(write_preflight(model, results, protocol.size))

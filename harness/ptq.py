@@ -55,6 +55,11 @@ RECIPES = {
                                   "portable with int32 biases (ONNX Runtime fuses more "
                                   "convolutions into integer kernels); TensorRT refuses it"),
 }
+# What `qparity ptq` and the demo use when no recipe is named: the one file every engine
+# accepts and ORT + OpenVINO agree on, with int8 running on both (docs/recipes.md, the matrix).
+# SPEC.md's `portable` stays available by name. `quantize()` itself keeps `portable` as its
+# argument default so that library callers' results do not move under them.
+DEFAULT_RECIPE = "concat-safe"
 CALIB_METHODS = ("percentile", "minmax")
 PERCENTILE = 99.99
 CALIB_STRIDE = 16  # images per calibration chunk: bounds memory whatever the set size

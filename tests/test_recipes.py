@@ -141,3 +141,12 @@ def test_recipes_matrix_asks_tensorrts_parser(matrix):
     assert "no GPU" in t["portable"]["how"]
     rec = json.loads((out / "recipes.json").read_text())["recommendations"]
     assert rec["ORT+TensorRT"]["variant"] != "spec-v1"
+
+
+def test_the_cli_default_recipe_is_the_chosen_one():
+    import harness.cli as cli
+    from harness.ptq import DEFAULT_RECIPE
+
+    args = cli.parser().parse_args(["ptq", "--model", "m.onnx", "--calib", "c.txt", "--out", "o.onnx"])
+    assert args.recipe == DEFAULT_RECIPE == "concat-safe"
+    assert RECIPES[DEFAULT_RECIPE].activation_type == "int8" and not RECIPES[DEFAULT_RECIPE].quantize_bias
