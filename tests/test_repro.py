@@ -17,6 +17,9 @@ from harness.diagnose.repro import RUNNERS, disagreement, repro, runner
 from harness.engines.openvino import OpenVinoEngine
 from harness.errors import QParityError
 
+from harness.envinfo import cpu_info
+
+VNNI = cpu_info()["vnni"]  # where OpenVINO's Concat fault was characterised (docs/recipes.md)
 needs_openvino = pytest.mark.skipif(OpenVinoEngine.probe() is not None, reason="openvino not installed")
 HANDFUL = 8
 
@@ -49,12 +52,13 @@ def test_repro_reduces_the_demo_openvino_fault_to_a_handful_of_nodes(demo_repro)
     ops = [n.op_type for n in model.graph.node]
     assert len(ops) == s["model_nodes"] <= HANDFUL
     assert len(model.graph.input) == 1  # one input .npy
-    # the trigger: a Concat feeding an int8 convolution through an int8 Q/DQ pair
-    assert "Concat" in ops and "Conv" in ops and "QuantizeLinear" in ops
+    if VNNI:  # the trigger: a Concat feeding an int8 convolution through an int8 Q/DQ pair
+        assert "Concat" in ops and "Conv" in ops and "QuantizeLinear" in ops
     assert s["disagreement"]["frac_off"] > s["frac"]
     assert s["model_bytes"] == (out / "model.onnx").stat().st_size < 20_000
     # the localize target is where the reduction started
-    assert s["target"]["localize"]["producer_op"] == "Conv"
+    if VNNI:
+        assert s["target"]["localize"]["producer_op"] == "Conv"
     assert s["reduction"][0]["step"] == "segment"
     assert any(step.get("disagrees") for step in s["reduction"])
 
@@ -120,6 +124,8 @@ def test_disagreement_counts_steps_per_channel():
 
 # ----------------------------------------------------------------------------- the trigger
 @needs_openvino
+@pytest.mark.skipif(not VNNI, reason="characterised on an AVX-512 VNNI CPU; without VNNI the int8 "
+                                     "kernels differ (SPEC.md)")
 def test_openvino_trigger_is_concat_into_an_int8_convolution():
     """OpenVINO's known fault (docs/recipes.md). If this starts failing after an OpenVINO
     upgrade, the fault may be fixed upstream: re-run `qparity recipes` and revisit the default."""
