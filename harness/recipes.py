@@ -251,7 +251,7 @@ def matrix_table(result: dict[str, Any]):
     t.add_column("variant", no_wrap=True)
     for e in engines:
         t.add_column(e, no_wrap=True)
-    t.add_column("verdict")
+    t.add_column("gate (engines run)")
     for row in result["rows"]:
         cells = []
         for e in engines:
@@ -301,7 +301,7 @@ td,th{{border:1px solid #bbb;padding:4px 8px;vertical-align:top;font-size:14px}}
 {result['tolerance_map50_95']} mAP points. Cell: mAP50-95 (delta to golden) int8 compute ops that ran /
 quantized in the file, median latency. TensorRT without a GPU: its ONNX parser's verdict only.
 {'' if result.get('baseline') else '<b>Not a baseline run</b>: ' + html.escape(str(result.get('not_baseline')))}</p>
-<table><tr><th>variant</th>{head}<th>verdict</th></tr>{''.join(body)}</table>
+<table><tr><th>variant</th>{head}<th>gate (engines run)</th></tr>{''.join(body)}</table>
 <h2>Recommendation</h2><ul>{recs}</ul></body></html>
 """
     path.write_text(page)
