@@ -52,28 +52,22 @@ SPATIAL_AGNOSTIC = {"QuantizeLinear", "DequantizeLinear", "Conv", "Concat", "Rel
 # ----------------------------------------------------------------------------- native runners
 # Each engine's runner is one self-contained function using only that engine's own Python API.
 # The same source is executed here (to reduce) and written into repro.py (to reproduce).
+_ORT = '''
+def {fn}(model_path, feeds, options):
+    """{doc}"""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.{level}
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)[0]
+'''
 RUNNERS: dict[str, str] = {
-    "qdq-ref": '''
-def run_qdq_ref(model_path, feeds, options):
-    """ONNX Runtime, graph optimizations off: each node by its ONNX definition (the model's
-    own Q/DQ arithmetic, in float32)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
-''',
-    "ort-cpu": '''
-def run_ort_cpu(model_path, feeds, options):
-    """ONNX Runtime on CPU, all graph optimizations (its int8 kernels)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
-''',
+    "qdq-ref": _ORT.format(fn="run_qdq_ref", level="ORT_DISABLE_ALL",
+                           doc="ONNX Runtime, graph optimizations off: each node by its ONNX "
+                               "definition (the model's\n    own Q/DQ arithmetic, in float32)."),
+    "ort-cpu": _ORT.format(fn="run_ort_cpu", level="ORT_ENABLE_ALL",
+                           doc="ONNX Runtime on CPU, all graph optimizations (its int8 kernels)."),
     "openvino": '''
 def run_openvino(model_path, feeds, options):
     """OpenVINO on CPU; f32 inference precision so that only the int8 path differs."""
@@ -718,16 +712,6 @@ def repro(out: Path, model: Path, engine: str, data: Path, against: str = "qdq-r
     return summary
 
 
-def _opts(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for kv in items:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise QParityError(f"{flag} expects KEY=VALUE, got {kv!r}")
-        out[k] = v
-    return out
-
-
 def from_run(run: Path, engine: str) -> tuple[Path, Path, dict[str, Any]]:
     """The model and images an engine's result in a run folder used."""
     f = Path(run) / f"{engine}.json"
@@ -752,6 +736,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..cli import default_threads
+    from .localize import _opts
 
     console = Console(stderr=True)
     if args.run:
