@@ -105,7 +105,7 @@ def run_variant(v: Variant, fp32: Path, calib: list[Path], images: Path, annotat
                 out: Path, protocol: Any, limit: int | None, threads: int,
                 engines: list[str], console: Console) -> dict[str, Any]:
     from .collector import collect
-    from .engines import EngineConfig, engine_class
+    from .engines import EngineConfig
     from .preflight import write_preflight
     from .ptq import quantize
     from .runner import RunRequest, run_isolated
