@@ -237,7 +237,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder the list's relative paths start from (default: the list's)")
     p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx")
     p.add_argument("--recipe", default="concat-safe",  # = ptq.DEFAULT_RECIPE (a test checks)
-                   choices=["portable", "spec-v1", "concat-safe", "portable-int32-bias"])
+                   choices=["portable", "spec-v1", "concat-safe", "portable-int32-bias",
+                            "conv-inputs-only"])
     p.add_argument("--method", default="percentile", choices=["percentile", "minmax"])
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
                    help="keep this node in float (repeatable)")

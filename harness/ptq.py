@@ -38,6 +38,8 @@ class Recipe:
     # Convolutions whose input is a Concat stay in float: OpenVINO's CPU int8 path miscomputes
     # Concat -> int8 Q/DQ -> int8 Conv (docs/recipes.md, "OpenVINO's trigger").
     float_concat_convs: bool = False
+    # Only these op types get Q/DQ (ONNX Runtime's op_types_to_quantize); None: its default set.
+    op_types: tuple[str, ...] | None = None
 
 
 RECIPES = {
@@ -51,6 +53,9 @@ RECIPES = {
                           "portable, plus every convolution fed by a Concat kept in float: "
                           "avoids OpenVINO's Concat -> int8 Conv fault; every engine accepts it",
                           float_concat_convs=True),
+    "conv-inputs-only": Recipe("conv-inputs-only", "int8", True, False,
+                               "portable with Q/DQ on convolution inputs only (Concat, "
+                               "LeakyReLU and the other ops left float)", op_types=("Conv",)),
     "portable-int32-bias": Recipe("portable-int32-bias", "int8", True, True,
                                   "portable with int32 biases (ONNX Runtime fuses more "
                                   "convolutions into integer kernels); TensorRT refuses it"),
@@ -235,6 +240,7 @@ def quantize(model_in: Path, calib: list[Path], out: Path, recipe: str = "portab
             calibrate_method=CalibrationMethod.Percentile if method == "percentile"
             else CalibrationMethod.MinMax,
             nodes_to_exclude=excluded,
+            op_types_to_quantize=list(r.op_types) if r.op_types else None,
             extra_options=extra,
         )
     md5 = md5_file(out)

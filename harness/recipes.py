@@ -47,6 +47,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("portable-int32-bias", "portable-int32-bias", note="portable with int32 biases"),
     Variant("portable-per-tensor", "portable", {"per_tensor_weights": True},
             note="portable with per-tensor weights"),
+    Variant("conv-inputs-only", "conv-inputs-only",
+            note="portable, Q/DQ on convolution inputs only (Concat left float)"),
     Variant("concat-safe", "concat-safe", note="portable, convolutions fed by a Concat in float"),
     Variant("portable+tail", "portable", {"quantize_tail": True},
             note="portable with the decode tail quantized (the known trap)"),
