@@ -39,7 +39,7 @@ EXIT_CODES = """exit codes:
 """
 # Modules that own a group of commands and expose register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose",
-                                     "harness.emulate")
+                                     "harness.emulate", "harness.recipes")
 
 
 # Numeric options, by argparse name, wherever a command has them: the least (and most) value
@@ -452,9 +452,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="folder the list's relative paths start from (default: the list's)")
     p.add_argument("--out", required=True, help="output model, e.g. model-int8.onnx; its md5 goes "
                                                 "to <out>.md5 and a line of onnx_int8_md5.txt")
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"],
-                   help="portable: int8 symmetric activations, every engine accepts it; spec-v1: "
-                        "the SPEC's uint8 asymmetric activations, CPU engines only")
+    # literal, so `--help` does not import ptq (cv2, onnx); a test holds them equal to ptq's
+    p.add_argument("--recipe", default="portable",
+                   choices=["portable", "spec-v1", "concat-safe", "portable-int32-bias",
+                            "conv-inputs-only"],
+                   help="portable (SPEC's default): int8 symmetric activations, every engine "
+                        "accepts it; spec-v1: the SPEC's uint8 asymmetric activations, CPU "
+                        "engines only; concat-safe: portable with the Concat-fed convolutions in "
+                        "float (passes ORT, OpenVINO and TensorRT's parser); portable-int32-bias, "
+                        "conv-inputs-only: variants for the recipe matrix (docs/recipes.md)")
     p.add_argument("--method", default="percentile", choices=["percentile", "minmax"],
                    help="calibration: percentile 99.99 of each activation, or its min/max")
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",

@@ -27,7 +27,7 @@ from .lists import read_list, write_lists
 from .preflight import print_check, write_preflight
 from .progress import bar as progress_bar
 from .protocol import Protocol, locked_protocol
-from .ptq import PERCENTILE, quantize
+from .ptq import DEFAULT_RECIPE, PERCENTILE, quantize
 from .report_html import try_write_html
 from .runner import RunRequest, run_isolated
 
@@ -71,11 +71,11 @@ def run_demo(out: Path, n_images: int = DEMO_IMAGES, protocol: Protocol | None =
     calib = read_list(lists["calib"], data)
     model_dir = out / "model"
     model = model_dir / "model-int8.onnx"
-    console.print(f"[bold]3/7[/] PTQ (portable recipe, percentile {PERCENTILE}) on {len(calib)} "
+    console.print(f"[bold]3/7[/] PTQ ({DEFAULT_RECIPE} recipe, percentile {PERCENTILE}) on {len(calib)} "
                   f"calibration images -> {model}", highlight=False)
     with progress_bar("calibration: images", len(calib),
                       when_full="computing ranges, writing the model") as tick:
-        record = quantize(DEMO_MODEL, calib, model, recipe="portable", protocol=protocol,
+        record = quantize(DEMO_MODEL, calib, model, recipe=DEFAULT_RECIPE, protocol=protocol,
                           on_image=tick)
     console.print("[bold]4/7[/] check-model (will each engine accept this file?)")
     results = out / "results"

@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 from harness.demo import DEMO_MODEL
+from harness.ptq import DEFAULT_RECIPE
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,8 @@ def test_demo_runs_the_whole_pipeline(demo):
     # a trained detector: the float model scores well, and int8 stays close to it
     assert rep["demo"]["fp32_map50_95"] >= 40
     assert engines["ort-cpu"]["metrics"]["map50_95"] >= rep["demo"]["fp32_map50_95"] - 10
-    assert rep["preflight"]["engines"]["tensorrt"]["accepts"] is True  # portable recipe
-    assert rep["demo"]["ptq"]["recipe"]["name"] == "portable" and rep["demo"]["ptq"]["decode_tail"]
+    assert rep["preflight"]["engines"]["tensorrt"]["accepts"] is True  # the default recipe
+    assert rep["demo"]["ptq"]["recipe"]["name"] == DEFAULT_RECIPE and rep["demo"]["ptq"]["decode_tail"]
     assert engines["openvino"]["census"]["int8_compute_ops"] > 0
     assert "ort-cpu (golden)" in p.stdout and "report:" in p.stdout
 

@@ -6,8 +6,10 @@
   arithmetic (localize.py).
 - `qparity sensitivity`: layer-wise (block-wise) PTQ sensitivity and a proposed `--exclude`
   list for `qparity ptq` (sensitivity.py).
+- `qparity repro`: a minimal, self-contained reproducer of an engine's disagreement, for the
+  engine's maintainers (repro.py).
 
-Each module exposes `register(subparsers)`; `register` here adds all three. Heavy libraries
+Each module exposes `register(subparsers)`; `register` here adds them all. Heavy libraries
 (onnx, onnxruntime, OpenCV, pycocotools) are imported inside the commands, never at import time.
 """
 
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-MODULES = ("harness.diagnose.diff", "harness.diagnose.localize", "harness.diagnose.sensitivity")
+MODULES = ("harness.diagnose.diff", "harness.diagnose.localize", "harness.diagnose.sensitivity",
+           "harness.diagnose.repro")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
