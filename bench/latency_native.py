@@ -8,11 +8,11 @@ Two ways, both printing qparity / native ratios of median and P95:
   protocol brackets) and the native call alternate A B A B on the same inputs, each timed with
   the same clock; per-call alternation means a change in machine load hits both alike.
   Native for ONNX Runtime: a bare `session.run(None, {name: x})` on the engine's own session.
-  Native for OpenVINO: `request.infer()` on a second request of the same compiled model with
+  Native for OpenVINO: `start_async(); wait()` on a second request of the same compiled model with
   its input tensor preallocated, as benchmark_app does (the same image written into it before
   the pair, outside the timing); OpenVINO's own `request.latency` is shown for both.
 - whole commands, alternating: `benchmark_app` (with qparity's exact compile properties
-  through -load_config, -ip f32, sync API, one request) against this script's `--qparity-once`
+  through -load_config, -ip f32, async API, one request) against this script's `--qparity-once`
   (load the engine, run the locked protocol's warm-up and timed runs through
   `harness.latency.measure`, print median and P95). For ONNX Runtime, against a minimal
   session.run loop in a fresh process.
@@ -74,8 +74,9 @@ def per_call(engine_name: str, model: Path, inputs, pairs: int, threads: int | N
         req = eng.compiled.create_infer_request()
         tensor = req.get_input_tensor(0).data
 
-        def native(x):
-            req.infer()  # benchmark_app's sync loop: a preallocated, already filled input
+        def native(x):  # benchmark_app's loop: a preallocated, already filled input
+            req.start_async()
+            req.wait()
         native_ms = lambda: float(req.latency)  # noqa: E731
     n_in = len(inputs)
     buf = aligned_empty_like(inputs[0])  # as harness.latency.measure stages inputs
@@ -153,7 +154,7 @@ def benchmark_app(model: Path, threads: int | None, tmp: Path) -> dict[str, floa
     out = {}
     for pct in (50, 95):
         cmd = [str(BENCHMARK_APP), "-m", str(model), "-d", "CPU", "-load_config", str(cfg_path),
-               "-ip", "f32", "-api", "sync", "-nireq", "1", "-hint", "latency",
+               "-ip", "f32", "-api", "async", "-nireq", "1", "-hint", "latency",
                "-niter", str(p.warmup + p.runs), "-latency_percentile", str(pct)]
         text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         key = "Median" if pct == 50 else f"{pct} percentile"

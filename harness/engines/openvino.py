@@ -16,9 +16,10 @@ INT8_PRECISIONS = {"u8", "i8"}  # runtimePrecision of a layer running an integer
 
 class OpenVinoEngine(Engine):
     name = "openvino"
-    timed = ("one synchronous infer request, model execution only: the input is shared with "
-             "the request (no copy), the output stays in the request's tensor (no copy out); "
-             "OpenVINO's own request latency is recorded beside each sample")
+    timed = ("one infer request (start_async + wait, as benchmark_app's loop with one request), "
+             "model execution only: the input is shared with the request (no copy), the output "
+             "stays in the request's tensor (no copy out); OpenVINO's own request latency is "
+             "recorded beside each sample")
 
     @classmethod
     def probe(cls) -> str | None:
@@ -52,6 +53,7 @@ class OpenVinoEngine(Engine):
         except Exception as e:
             raise EngineFailure(f"openvino refused the model: {e}") from e
         self.request = self.compiled.create_infer_request()
+        self._shared_src: np.ndarray | None = None  # the array the input tensor wraps
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self.infer(x)
@@ -59,10 +61,19 @@ class OpenVinoEngine(Engine):
         return self.request.get_output_tensor(0).data.copy()
 
     def infer(self, x: np.ndarray) -> None:
-        # share_inputs: the request reads the caller's (C-contiguous float32) array in place,
-        # as benchmark_app's preallocated input does, instead of copying it in on every call;
-        # share_outputs: no result dict of output copies is built
-        self.request.infer({0: x}, share_inputs=True, share_outputs=True)
+        # The request reads the caller's array in place (a Tensor over its memory, set once per
+        # array: the latency protocol reuses one buffer), as benchmark_app's preallocated input,
+        # instead of copying 1.2 MB in on every call; start_async + wait builds no result dict
+        # of output copies. Python around the request: ~0.07 ms, against ~0.33 ms for
+        # infer({0: x}, share_inputs=True, share_outputs=True) (measured per call).
+        if x is not self._shared_src:
+            import openvino as ov
+
+            src = np.ascontiguousarray(x, dtype=np.float32)
+            self.request.set_input_tensor(0, ov.Tensor(src, shared_memory=True))
+            self._shared_src = x if src is x else None
+        self.request.start_async()
+        self.request.wait()
 
     def reported_latency_ms(self) -> float | None:
         return float(self.request.latency)
@@ -101,4 +112,4 @@ class OpenVinoEngine(Engine):
         return summarize(ops, "openvino runtime model (runtimePrecision)")
 
     def close(self) -> None:
-        self.request = self.compiled = None
+        self.request = self.compiled = self._shared_src = None
