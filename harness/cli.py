@@ -454,8 +454,8 @@ def parser() -> argparse.ArgumentParser:
                                                 "to <out>.md5 and a line of onnx_int8_md5.txt")
     # literal, so `--help` does not import ptq (cv2, onnx); a test holds them equal to ptq's
     p.add_argument("--recipe", default="portable",
-                   choices=["portable", "spec-v1", "concat-safe", "portable-int32-bias",
-                            "conv-inputs-only"],
+                   choices=["portable", "spec-v1", "concat-safe", "conv-inputs-only",
+                            "portable-int32-bias"],
                    help="portable (SPEC's default): int8 symmetric activations, every engine "
                         "accepts it; spec-v1: the SPEC's uint8 asymmetric activations, CPU "
                         "engines only; concat-safe: portable with the Concat-fed convolutions in "

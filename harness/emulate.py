@@ -288,7 +288,8 @@ def cmd_classes(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("emulate", help="emulated CPU classes (qemu-user): accuracy of "
                                               "another CPU class on this machine")
-    sub = p.add_subparsers(dest="emulate_command", required=True)
+    sub = p.add_subparsers(dest="emulate_command", required=True,
+                           help="classes, drift or nightly")
     c = sub.add_parser("classes", help="the named CPU classes, their QEMU models and the flags a "
                                        "process actually sees on each")
     c.add_argument("--engines", action="store_true", help="also ask OpenVINO what it sees (slow)")

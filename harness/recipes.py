@@ -419,7 +419,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", help=f"engines to run (default: {', '.join(RUN_ENGINES)}; "
                                      "TensorRT is asked through its parser when it cannot run)")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
+                                               "use)")
     p.add_argument("--warmup", type=int, help="latency warm-up runs (locked: 50)")
     p.add_argument("--runs", type=int, help="latency timed runs (locked: 200)")
     add_data_args(p)

@@ -548,12 +548,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                        "own Q/DQ arithmetic)")
     p.add_argument("--model", help="INT8 QDQ model (default: the run's)")
     p.add_argument("--data", help="COCO folder or image folder (default: the run's images)")
-    p.add_argument("--images", type=int, default=2, help="images tried; the worst one is shipped")
+    p.add_argument("--num-images", dest="images", type=int, default=2,
+                   help="images tried; the worst one is shipped")
     p.add_argument("--tensor", help="quantized tensor to reproduce (default: localize's first fault)")
     p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
                    help="disagreement: more than this fraction of elements off by > 1 step")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the engine under test (repeatable), as in qparity run")
+    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the reference engine (repeatable)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
+                                               "use)")
     p.add_argument("--out", required=True, help="folder to write the reproducer into")
     p.set_defaults(func=cmd_repro)
