@@ -2,10 +2,12 @@
 
 Five nightlies are built from real engine runs (see test_nightly.Lab): cpu-x86 runs the golden
 ort-cpu and `sleepy` (ORT with a fixed sleep per inference, a stand-in for a slower build) whose
-four first runs sleep 1 ms and whose fifth sleeps 4 ms, each a fresh real run; intel runs
-`sleepy` at 4 ms every night (one real run, appended five times). On the fifth night cpu-x86's
+four first runs sleep 1 ms and whose fifth sleeps 40 ms, each a fresh real run; intel runs
+`sleepy` at 40 ms every night (one real run, appended five times). On the fifth night cpu-x86's
 golden result is a copy of the real one with its mAP lowered by hand by 1.7 points (the golden
 moving with the hardware cannot be made on one machine).
+(The slow step is 40 ms, not a few: the step must stand out of the inference time of a loaded machine, where
+one demo inference took 60-120 ms instead of 13.)
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ DATES = [f"2026-01-0{d}T02:17:00Z" for d in range(1, 6)]
 def store(lab: Lab, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("nights")
     path = base / "history.sqlite"
-    intel_sleepy = lab.run("sleepy", 1, sleep_ms="4")
+    intel_sleepy = lab.run("sleepy", 1, sleep_ms="40")
     for night, date in enumerate(DATES, 1):
         d = base / f"night{night}"
         last = night == len(DATES)
         golden = edited_copy(lab.run("ort-cpu", 1), d / "edited", map50_95=-1.7) if last \
             else lab.run("ort-cpu", 1)
-        sleepy = lab.fresh("sleepy", 1, sleep_ms="4" if last else "1")
+        sleepy = lab.fresh("sleepy", 1, sleep_ms="40" if last else "1")
         plats = {"cpu-x86": lab.platform(d / "cpu-x86", golden, sleepy),
                  "intel": lab.platform(d / "intel", lab.run("ort-cpu", 2), intel_sleepy)}
         rep = nightly(plats, d / "out", ["cpu-x86", "intel"], "cpu-x86", run_id=f"n{night}",
