@@ -183,7 +183,9 @@ def explain(report: dict[str, Any], out: Path) -> list[str]:
                      f"{g:.2f}) is the finding this demo exists to show, not a fault of "
                      f"qparity or of your install.{which} OpenVINO's int8 path mis-computes "
                      f"this portable (signed, symmetric activation) file on many CPUs; with "
-                     f"--engine-opt LP_TRANSFORMS_MODE=NO it agrees with the golden engine.")
+                     f"--engine-opt LP_TRANSFORMS_MODE=NO it agrees with the golden engine. "
+                 "To ship one file to all three engines, see the README's 'Which recipe to "
+                 "ship' (`qparity recipes`; `--recipe concat-safe` passes them all).")
     elif ov.get("status") == "pass":
         lines.append("")
         lines.append("OpenVINO agreed with the golden engine on this CPU; on the CPUs the demo "
