@@ -375,7 +375,39 @@ def test_base_images_are_pinned(name):
         assert re.fullmatch(r"python:3\.1[1-9]\.\d+-slim-\w+", image), image  # full patch pin
     labels = " ".join(a for k, a in instructions(path) if k == "LABEL")
     base_label = re.search(r'org\.opencontainers\.image\.base\.name="([^"]+)"', labels).group(1)
+    if base_label.startswith("${"):
+        # the label names the base the image was really built on: the ARG, redeclared in the
+        # final stage (an ARG before FROM is not visible after it)
+        var = base_label[2:-1]
+        assert ("ARG", var) in stages(path)[-1], f"ARG {var} not redeclared in the final stage"
+        base_label = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base_label)
     assert base_label.endswith(image), (base_label, image)
+
+
+@pytest.mark.parametrize("name", ["ort-cpu", "openvino"])
+def test_cpu_images_take_their_base_through_a_build_argument(name, configs):
+    """The registry base by default, the local Debian base (docker/build-base.sh) when
+    QPARITY_BASE_IMAGE names it; compose's default is the Dockerfile's."""
+    path = DOCKERFILES[name]
+    froms = [a.split()[0] for k, a in instructions(path) if k == "FROM"]
+    assert froms and all(f == "${PYTHON_IMAGE}" for f in froms), froms
+    build = configs["all"]["services"][name]["build"]
+    assert build["args"] == {"PYTHON_IMAGE": arg_defaults(path)["PYTHON_IMAGE"]}
+    # no `# syntax=` line: BuildKit would pull its frontend from a registry for it
+    assert not path.read_text().startswith("# syntax=")
+
+
+def test_compose_passes_the_local_base_and_the_short_run_settings(compose_bin):
+    svcs = resolved(compose_bin, "intel", QPARITY_BASE_IMAGE="qparity/base:bookworm",
+                    QPARITY_LIMIT="8", QPARITY_WARMUP="3", QPARITY_RUNS="20")["services"]
+    for name in ("ort-cpu", "openvino"):
+        assert svcs[name]["build"]["args"] == {"PYTHON_IMAGE": "qparity/base:bookworm"}
+    for name in ("ort-cpu", "qdq-ref", "openvino"):
+        env = svcs[name]["environment"]
+        assert (env["QPARITY_LIMIT"], env["QPARITY_WARMUP"], env["QPARITY_RUNS"]) == ("8", "3", "20")
+    # unset: empty, which the CLI reads as "not given" (the locked protocol, every image)
+    svcs = resolved(compose_bin, "intel")["services"]
+    assert svcs["ort-cpu"]["environment"]["QPARITY_LIMIT"] == ""
 
 
 def constraint_pins() -> dict[str, str]:
