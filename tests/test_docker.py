@@ -397,6 +397,17 @@ def test_cpu_images_take_their_base_through_a_build_argument(name, configs):
     assert not path.read_text().startswith("# syntax=")
 
 
+def test_openvino_build_shares_the_golden_images_dependency_layer():
+    """openvino's build stage starts with ort-cpu's, instruction for instruction, up to the core
+    dependency layer: one download of the shared wheels, and one layer chain in the classic
+    builder's cache (two look-alike chains make it miss)."""
+    ort = stages(DOCKERFILES["ort-cpu"])[0]
+    ov = stages(DOCKERFILES["openvino"])[0]
+    n = next(i for i, (k, a) in enumerate(ort) if k == "RUN" and "pip install" in a) + 1
+    assert ov[:n] == ort[:n]
+    assert ov[n][0] == "RUN" and '".[openvino]"' in ov[n][1]
+
+
 def test_compose_passes_the_local_base_and_the_short_run_settings(compose_bin):
     svcs = resolved(compose_bin, "intel", QPARITY_BASE_IMAGE="qparity/base:bookworm",
                     QPARITY_LIMIT="8", QPARITY_WARMUP="3", QPARITY_RUNS="20")["services"]
