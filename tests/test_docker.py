@@ -763,3 +763,32 @@ def test_the_readme_runs_what_compose_yaml_and_the_tests_run():
     for cmd in ("sudo docker/build-base.sh && export QPARITY_BASE_IMAGE=qparity/base:bookworm",
                 "sudo docker/start-engine.sh"):
         assert cmd in section, cmd
+
+
+def test_short_run_settings_reach_the_cli_from_the_environment(monkeypatch, tmp_path):
+    """compose passes QPARITY_LIMIT / QPARITY_WARMUP / QPARITY_RUNS as environment variables
+    (empty when unset); the command line wins over them; a bad value is refused by name."""
+    from harness import cli
+    from harness.errors import QParityError
+
+    def requests(*argv):
+        args = cli.parser().parse_args(["run-engine", "--engine", "ort-cpu", "--model", "m.onnx",
+                                        "--data", str(tmp_path), "--out", str(tmp_path), *argv])
+        (req,) = cli.build_requests(args, ["ort-cpu"])
+        return req
+
+    for var in ("QPARITY_LIMIT", "QPARITY_WARMUP", "QPARITY_RUNS"):
+        monkeypatch.setenv(var, "")
+    req = requests()
+    assert req.limit is None and req.protocol.is_baseline
+    monkeypatch.setenv("QPARITY_LIMIT", "8")
+    monkeypatch.setenv("QPARITY_WARMUP", "3")
+    monkeypatch.setenv("QPARITY_RUNS", "20")
+    req = requests()
+    assert (req.limit, req.protocol.warmup, req.protocol.runs) == (8, 3, 20)
+    assert not req.protocol.is_baseline
+    req = requests("--limit", "5", "--runs", "7")
+    assert (req.limit, req.protocol.warmup, req.protocol.runs) == (5, 3, 7)
+    monkeypatch.setenv("QPARITY_LIMIT", "eight")
+    with pytest.raises(QParityError, match="QPARITY_LIMIT"):
+        requests()
