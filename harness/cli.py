@@ -303,6 +303,47 @@ def cmd_run_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def leave_error_result(argv: list[str], reason: str) -> None:
+    """A `run-engine` that cannot even start (unknown or refused engine, a bad option, a plugin
+    list that does not load) still leaves `<out>/<engine>.json` saying so: under compose, an
+    engine service that exits without a result would otherwise vanish from the collector's
+    table, and the verdict could pass. Only --engine and --out are read, by a parser that needs
+    nothing else, since the real one may be what failed. A result file already there (the
+    engine's own, written after it started) is never replaced."""
+    import re
+
+    from .fileio import write_json_atomic
+    from .results import new_result, result_path
+
+    if "run-engine" not in argv or "--in-process" in argv:  # a child's parent reports for it
+        return
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--engine")
+    ap.add_argument("--out")
+    ap.add_argument("--run-id")
+    try:
+        known, _ = ap.parse_known_args(argv[argv.index("run-engine") + 1:])
+    except SystemExit:
+        return
+    if not known.out or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", known.engine or ""):
+        return  # nowhere to write, or not a name a result file may carry
+    path = result_path(Path(known.out), known.engine)
+    if path.exists():
+        return
+    run_id = known.run_id or os.environ.get("QPARITY_RUN_ID") or None
+    res = new_result(known.engine, locked_protocol(), run_id)
+    res["reason"] = f"run-engine could not start: {reason}"
+    res["finished"] = res["started"]
+    from .rundir import RunLock
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with RunLock(path.parent, run_id):  # never into a folder another run is writing
+            write_json_atomic(path, res)
+    except (OSError, QParityError):
+        pass  # the one-line error on stderr is all that can be left
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from .collector import collect
     from .report import print_report
@@ -538,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         check_options(args)
         return args.func(args)
     except QParityError as e:
+        leave_error_result(argv, str(e))
         return fail(str(e), debug)
     except KeyboardInterrupt:
         err_console.print("qparity: interrupted", highlight=False)

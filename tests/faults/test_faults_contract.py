@@ -173,3 +173,20 @@ def test_gate_failure_is_exit_1_and_nothing_else(tmp_path):
     write_json_atomic(tmp_path / "openvino.json", result("openvino", 29.0))
     p = qparity("collect", tmp_path)
     assert p.code == 1 and read(tmp_path / "eval_report.json")["verdict"] == "fail"
+
+
+def test_run_engine_that_cannot_start_leaves_an_error_result(assets, tmp_path):
+    """Under compose each engine is its own `run-engine`; one refused before it starts must not
+    vanish from the collector's table (the verdict would pass without it)."""
+    out = tmp_path / "o"
+    ok = qparity("run-engine", "--engine", "ort-cpu", "--model", assets[0], "--data", assets[1],
+                 "--out", out, *FAST)
+    assert ok.code == 0, ok.stderr
+    bad = qparity("run-engine", "--engine", "openvino", "--model", assets[0], "--data", assets[1],
+                  "--out", out, *FAST, QPARITY_EXTRA_ENGINES="openvino=fault_engines:NanEngine")
+    assert "would replace the built-in engine 'openvino'" in bad.one_line()
+    left = read(out / "openvino.json")
+    assert left["status"] == "error" and "run-engine could not start" in left["reason"]
+    collected = qparity("collect", out)
+    assert collected.code == 2, collected.stdout + collected.stderr
+    assert read(out / "eval_report.json")["engines"]["openvino"]["status"] == "error"
