@@ -30,7 +30,7 @@ def native_name() -> str:
 def run_platform(args: argparse.Namespace, engines: list[str], folder: Path,
                  name: str, spec: str | None, console) -> dict[str, Any]:
     """Run `engines` into `folder` (natively, or emulated on `spec`) and describe the platform."""
-    from .cli import build_requests
+    from .options import build_requests
     from .collector import collect
     from .emulate import label
     from .runner import run_isolated
@@ -144,15 +144,17 @@ def cmd_emulate_drift(args: argparse.Namespace) -> int:
 
 
 def register_nightly(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_data_args
+    from .options import add_data_args
 
     p = sub.add_parser("drift", help="preflight with emulation: how much the golden engine's "
                                      "accuracy on this model changes per CPU class (slow: "
                                      "use --limit)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--classes", default="avx2,sse4")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--model", required=True, help="the INT8 QDQ ONNX model")
+    p.add_argument("--out", required=True, help="folder for each class's results and drift.json")
+    p.add_argument("--classes", default="avx2,sse4",
+                   help="comma-separated CPU classes or QEMU models to emulate")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
+                                               "use)")
     add_data_args(p)
     p.set_defaults(func=cmd_emulate_drift)
 
@@ -166,7 +168,8 @@ def register_nightly(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated CPU classes or QEMU models to emulate (default avx2,sse4)")
     p.add_argument("--engines", default="ort-cpu", help="engines of every platform (default ort-cpu)")
     p.add_argument("--emulated-engines", help="engines of the emulated platforms (default: --engines)")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
+                                               "use)")
     p.add_argument("--warmup", type=int, help="native latency warm-up runs (locked: 50)")
     p.add_argument("--runs", type=int, help="native latency timed runs (locked: 200)")
     p.add_argument("--cache-dir")

@@ -380,7 +380,7 @@ def demo_inputs(out: Path, n_images: int) -> tuple[Path, list[Path], Path, Path]
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from .cli import data_paths, default_threads
+    from .options import data_paths, default_threads
     from .lists import read_list
     from .protocol import locked_protocol
 
@@ -406,7 +406,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_data_args
+    from .options import add_data_args
 
     p = sub.add_parser("recipes", help="quantize with every recipe variant and run every engine: "
                                        "which file to ship for which engines")
@@ -419,7 +419,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", help=f"engines to run (default: {', '.join(RUN_ENGINES)}; "
                                      "TensorRT is asked through its parser when it cannot run)")
     p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
+                                               "use)")
     p.add_argument("--warmup", type=int, help="latency warm-up runs (locked: 50)")
     p.add_argument("--runs", type=int, help="latency timed runs (locked: 200)")
     add_data_args(p)

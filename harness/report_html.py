@@ -24,6 +24,7 @@ import numpy as np
 
 from .census import ratio_text
 from .fileio import sha256_file, write_atomic
+from .emulate import emulated_of
 from .palette import engine_colour
 from .report import engine_options, legend, mostly_float
 from .stability import SPREAD_THRESHOLD
@@ -283,6 +284,12 @@ def _cell(v: Any, f: str = "{:.2f}", cls: str = "") -> str:
     return f'<td class="{cls}">{"-" if v is None else esc(f.format(v))}</td>'
 
 
+def emulated_label(entry: dict[str, Any]) -> str:
+    """The same `[emulated <model>: accuracy only]` mark as the terminal table's."""
+    em = emulated_of(entry)
+    return f" <i>[{esc(em['label'])}]</i>" if em else ""
+
+
 def results_table(report: dict[str, Any]) -> str:
     golden, tol = report["golden"], report["tolerance_map50_95"]
     ref = report.get("reference")
@@ -297,7 +304,7 @@ def results_table(report: dict[str, Any]) -> str:
         cells = [f'<td><span class="swatch" style="background:{engine_colour(name)}"></span>'
                  f'{esc(name)}{" (golden)" if name == golden else ""}'
                  f'{" <b class=bad>DRIFT</b>" if e.get("golden_drift") else ""}'
-                 f'{f" <i>[{esc(em[chr(108)+chr(97)+chr(98)+chr(101)+chr(108)])}]</i>" if (em := emulated_of(e)) else ""}</td>',
+                 f'{emulated_label(e)}</td>',
                  f'<td class="l s-{esc(st)}">{esc(st)}</td>',
                  _cell(m.get("map50_95"), cls="bad" if st in ("fail", "error") else ""),
                  _cell(e.get("delta_map50_95"), "{:+.2f}", "bad" if st == "fail" else "")]

@@ -502,23 +502,13 @@ def print_finding(f: dict[str, Any], console: Any = None) -> None:
             console.print(o)
 
 
-def _opts(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for kv in items:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise QParityError(f"{flag} expects KEY=VALUE, got {kv!r}")
-        out[k] = v
-    return out
-
-
 def cmd_localize(args: argparse.Namespace) -> int:
-    from ..cli import default_threads
+    from ..options import default_threads, parse_kv
 
     finding = localize(Path(args.model), args.engine, args.against,
                        Path(args.against_model) if args.against_model else None, Path(args.data),
-                       args.images, args.frac, _opts(args.engine_opt, "--engine-opt"),
-                       _opts(args.against_opt, "--against-opt"), args.threads or default_threads(),
+                       args.images, args.frac, parse_kv(args.engine_opt, "--engine-opt"),
+                       parse_kv(args.against_opt, "--against-opt"), args.threads or default_threads(),
                        args.exhaustive)
     print_finding(finding)
     if args.out:

@@ -341,7 +341,7 @@ def print_result(r: dict[str, Any], console: Any = None, rows: int = 25) -> None
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from ..cli import data_paths, default_threads
+    from ..options import data_paths, default_threads
     from ..lists import read_list
 
     images, ann = data_paths(args)

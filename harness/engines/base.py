@@ -12,9 +12,10 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: importing the package (qparity --help) skips numpy
+    import numpy as np
 
 
 class EngineUnavailable(Exception):

@@ -65,7 +65,7 @@ class OrtCpuEngine(Engine):
 
     def load(self, model: Path) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (here, to name a missing install as unavailable)
         except ImportError as e:
             raise EngineUnavailable(str(e)) from e
         self.model_path = Path(model)
