@@ -95,3 +95,15 @@ def test_no_import_cycles():
         if m not in done:
             visit(m, [], set(), done)
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_help_loads_no_numpy_and_repro_lists_its_runners():
+    code = ("import sys, harness.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('NUMPY', 'numpy' in sys.modules)")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert got.stdout.rstrip().endswith("NUMPY False"), got.stdout[-300:]
+    from harness.diagnose.defaults import REPRO_ENGINES
+    from harness.diagnose.repro_runners import RUNNERS
+
+    assert REPRO_ENGINES == tuple(RUNNERS)

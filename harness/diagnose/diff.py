@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import QParityError
+from .defaults import FLOOR  # noqa: F401  (also read from here)
 
-FLOOR = 0.25
 IOU_MATCH = 0.5
 IOU_SAME = 0.9
 SCORE_TOL = 0.1
@@ -386,19 +386,3 @@ def cmd_diff(args: argparse.Namespace) -> int:
              Path(args.out) if args.out else None, args.floor, not args.no_pictures)
     print_summary(s)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diff", help="per-image detection differences between two engines of a run")
-    p.add_argument("run", help="results folder of `qparity run`")
-    p.add_argument("--engine", required=True, help="engine A")
-    p.add_argument("--against", help="engine B (default: the run's golden engine)")
-    p.add_argument("--against-run", help="take B from this other results folder (e.g. another "
-                                         "model on the same images)")
-    p.add_argument("--top", type=int, default=12, help="images listed and drawn (default 12)")
-    p.add_argument("--floor", type=float, default=FLOOR,
-                   help="only boxes scored at least this count (default 0.25)")
-    p.add_argument("--out", help="output folder (default RUN/diff_<A>_vs_<B>/)")
-    p.add_argument("--no-pictures", action="store_true",
-                   help="skip drawing both sets of boxes on the top images")
-    p.set_defaults(func=cmd_diff)

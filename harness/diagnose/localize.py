@@ -51,8 +51,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import QParityError
+from .defaults import DEFAULT_FRAC  # noqa: F401  (also read from here)
 
-DEFAULT_FRAC = 0.01
 STEP_TOL = 1.0 + 1e-3  # "more than one step", with room for float32 dequantization error
 WORST = 8
 
@@ -515,30 +515,3 @@ def cmd_localize(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(finding, indent=1) + "\n")
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("localize", help="first quantized tensor where an engine leaves the reference")
-    p.add_argument("--model", required=True, help="the INT8 QDQ model the engine runs")
-    p.add_argument("--engine", required=True, help="engine under test")
-    p.add_argument("--against", default="qdq-ref", help="reference engine (default: qdq-ref)")
-    p.add_argument("--against-model", help="model the reference runs (default: --model); tensors "
-                                           "are matched by name")
-    p.add_argument("--data", required=True, help="COCO-layout folder (uses val2017/) or an image folder")
-    p.add_argument("--num-images", dest="images", type=int, default=4,
-                   help="run the first N images of the sorted list")
-    p.add_argument("--images", dest="images", type=int, help=argparse.SUPPRESS)  # old name
-    p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
-                   help="a tensor diverges when more than this fraction of its elements is off by "
-                        "more than one quantization step (default 0.01)")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the engine under test, as for `qparity run` (repeatable)")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the reference engine (repeatable)")
-    p.add_argument("--threads", type=int, help="CPU threads per engine (default: QPARITY_THREADS "
-                                               "or the CPUs this process may use)")
-    p.add_argument("--exhaustive", action="store_true",
-                   help="probe every quantized tensor (one compile each), check every node in "
-                        "context and list every fault")
-    p.add_argument("--out", help="also write the finding as JSON")
-    p.set_defaults(func=cmd_localize)

@@ -38,11 +38,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import QParityError
+from .defaults import DEFAULT_FRAC  # noqa: F401  (also read from here)
 # what repro_folder shares with the reduction (there, so that the two do not import each other)
 from .repro_runners import (CONTROLS, RUNNERS, STEP_TOL, VERSION_OF, Reduced, _fn,  # noqa: F401
                             disagreement, runner)
 
-DEFAULT_FRAC = 0.01
 MAX_GROW = 12  # levels of nodes added above the target before giving up
 MIN_SPATIAL = 8  # smaller inputs show fewer differing elements: keep the evidence visible
 # ops whose result does not depend on the spatial size they are given (cropping stays valid)
@@ -462,28 +462,3 @@ def cmd_repro(args: argparse.Namespace) -> int:
         f"{d['frac_off']:.2%} of elements off by > 1 step (max {d['max_steps']:.1f}) -> {args.out}",
         highlight=False)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("repro", help="write a minimal, self-contained reproducer of an engine's "
-                                     "disagreement (model, input, script) for its maintainers")
-    p.add_argument("run", nargs="?", help="a run folder where the engine disagrees (reads its "
-                                          "<engine>.json for the model and images)")
-    p.add_argument("--engine", required=True, help=f"engine under test ({', '.join(RUNNERS)})")
-    p.add_argument("--against", default="qdq-ref", help="reference (default qdq-ref: the model's "
-                                                       "own Q/DQ arithmetic)")
-    p.add_argument("--model", help="INT8 QDQ model (default: the run's)")
-    p.add_argument("--data", help="COCO folder or image folder (default: the run's images)")
-    p.add_argument("--num-images", dest="images", type=int, default=2,
-                   help="images tried; the worst one is shipped")
-    p.add_argument("--tensor", help="quantized tensor to reproduce (default: localize's first fault)")
-    p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
-                   help="disagreement: more than this fraction of elements off by > 1 step")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of the engine under test (repeatable), as in qparity run")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of the reference engine (repeatable)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
-                                               "use)")
-    p.add_argument("--out", required=True, help="folder to write the reproducer into")
-    p.set_defaults(func=cmd_repro)

@@ -30,11 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QParityError
+from .defaults import DEFAULT_CALIB_IMAGES, DEFAULT_EVAL_IMAGES, DEFAULT_TARGET, MODES  # noqa: F401  (also read from here)
 
-MODES = ("exclude-one", "only-one")
-DEFAULT_TARGET = 0.5  # mAP points, as the cross-engine tolerance
-DEFAULT_EVAL_IMAGES = 100
-DEFAULT_CALIB_IMAGES = 32
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu",
                "PRelu", "Tanh", "Softplus", "Mish", "Gelu")
@@ -359,35 +356,3 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     Console(stderr=True).print(f"written: {out} (qparity ptq --exclude-from {out})", highlight=False)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sensitivity", help="layer-wise PTQ sensitivity and a proposed --exclude list")
-    p.add_argument("--model", required=True, help="the fp32 ONNX model")
-    p.add_argument("--calib", required=True, help="calib.txt (from `qparity lists`)")
-    p.add_argument("--data", help="COCO-layout folder: evaluation data, and the folder the "
-                                  "calibration list is relative to")
-    p.add_argument("--images", help="evaluation image folder (overrides --data)")
-    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data)")
-    p.add_argument("--limit", type=int, default=DEFAULT_EVAL_IMAGES,
-                   help=f"evaluate on the first N images (default {DEFAULT_EVAL_IMAGES})")
-    p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_IMAGES,
-                   help=f"calibrate on the first N listed images (default {DEFAULT_CALIB_IMAGES})")
-    p.add_argument("--mode", default="exclude-one", choices=MODES,
-                   help="exclude-one: quantize all but one block; only-one: quantize one block")
-    p.add_argument("--target-drop", type=float, default=DEFAULT_TARGET,
-                   help="acceptable mAP drop vs fp32, in points (default 0.5)")
-    p.add_argument("--metric", default="map50_95", choices=["map50_95", "map50"],
-                   help="the mAP blocks are ranked by")
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"],
-                   help="PTQ recipe of every candidate (see qparity ptq --help)")
-    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"],
-                   help="calibration method of every candidate")
-    p.add_argument("--block-depth", type=int, help="path depth of a block for /a/b/c node names "
-                                                   "(default: automatic)")
-    p.add_argument("--max-exclude", type=int, help="never propose more than N blocks (default: "
-                                                   "no limit)")
-    p.add_argument("--threads", type=int, help="CPU threads for the golden engine (default: "
-                                               "QPARITY_THREADS or the CPUs this process may use)")
-    p.add_argument("--out", default="sensitivity.json", help="JSON result (default sensitivity.json)")
-    p.set_defaults(func=cmd_sensitivity)
