@@ -154,17 +154,6 @@ def _phase(res: dict[str, Any]) -> str:
     return "before the engine had run any image"
 
 
-def _progress(total: int, label: str):
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(f"[bold]{escape(label)}", BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)  # a log would get blank lines
-
-
 def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
     """Do the whole per-engine job in this process; what was measured is kept on failure."""
     res = new_result(req.engine, req.protocol, req.run_id)
@@ -190,12 +179,9 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["load_s"] = round(time.perf_counter() - t0, 3)
         pass_spinning = engine.set_spinning(False)  # spinning threads would starve decode
         label = f"{req.engine} {req.model.name}"  # two runs of one engine (int8, fp32) differ
-        with _progress(len(data.files), label) as bar:
-            task = bar.add_task(f"{label}: images", total=len(data.files))
+        with progress_bar(f"{label}: images", len(data.files), show_progress) as tick:
             out = run_dataset(finite_outputs(engine.run, data, req.engine), data, req.protocol,
-                              req.engine,
-                              on_image=lambda: bar.advance(task) if show_progress else None,
-                              engine_threads=req.config.threads)
+                              req.engine, on_image=tick, engine_threads=req.config.threads)
         if not np.isfinite(out.detections).all():  # a finite output mapped to an infinite box
             bad = int(out.detections.size - np.count_nonzero(np.isfinite(out.detections)))
             raise QParityError(f"{req.engine}: {bad} non-finite value(s) in the decoded "

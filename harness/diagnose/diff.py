@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QParityError
+from ..postprocess import iou_matrix
 from .defaults import FLOOR  # noqa: F401  (also read from here)
 
 IOU_MATCH = 0.5
@@ -72,17 +73,6 @@ class ImageDiff:
 def xyxy(rows: np.ndarray) -> np.ndarray:
     b = rows[:, 1:5].astype(np.float64)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:4]], axis=1)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + \
-        ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def match_image(image_id: int, a: np.ndarray, b: np.ndarray, floor: float = FLOOR,

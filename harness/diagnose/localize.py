@@ -62,9 +62,8 @@ def image_inputs(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
     """The first `n` images (sorted) of a COCO folder (DIR/val2017) or of an image folder,
     letterboxed exactly as the evaluator does."""
     from ..data import list_images
-    from ..letterbox import letterbox, to_input
+    from ..letterbox import read_input
     from ..protocol import locked_protocol
-    import cv2
 
     if n < 1:
         raise QParityError(f"--images must be at least 1, got {n}")
@@ -74,11 +73,7 @@ def image_inputs(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
     p = locked_protocol()
     xs = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise QParityError("image cannot be decoded", f)
-        lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
-        xs.append(to_input(lb))
+        xs.append(read_input(f, p))
     return xs, [f.name for f in files]
 
 

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QParityError
+from ..progress import bar as progress_bar
+from ..modelinfo import COMPUTE_OPS
 from .defaults import DEFAULT_CALIB_IMAGES, DEFAULT_EVAL_IMAGES, DEFAULT_TARGET, MODES  # noqa: F401  (also read from here)
 
-COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu",
                "PRelu", "Tanh", "Softplus", "Mish", "Gelu")
 AUTO_MIN_BLOCKS = 8
@@ -184,17 +185,17 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
     blocks, depth = find_blocks(model, block_depth)
     every = [n.name for n in model.graph.node]
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="qparity-sens-") as tmp, _progress(progress) as bar:
+    with (tempfile.TemporaryDirectory(prefix="qparity-sens-") as tmp,
+          progress_bar("sensitivity", len(blocks) + 2, progress) as tick):
         bench = Bench(fp32, calib, images_dir, annotations, limit, recipe, method,
                       threads or visible_cpus(), metric, Path(tmp))
-        task = bar.add_task("sensitivity", total=len(blocks) + 2)
         fp32_map = bench.measure(fp32)
-        bar.advance(task)
+        tick()
         int8_map = bench.quantized([])
-        bar.advance(task)
+        tick()
         ranking = []
         for b in blocks:
-            bar.update(task, description=b.name)
+            tick(0, description=b.name)
             if mode == "exclude-one":
                 m = bench.quantized(b.nodes)
                 score = m - int8_map  # mAP recovered by keeping this block in float
@@ -204,17 +205,17 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
                 score = fp32_map - m  # mAP lost by quantizing this block alone
             ranking.append({"block": b.name, "nodes": b.nodes, "compute_nodes": b.compute,
                             "map": round(m, 4), "score": round(score, 4), "first": b.first})
-            bar.advance(task)
+            tick()
         ranking.sort(key=lambda r: (-r["score"], r["first"]))
         for i, r in enumerate(ranking, 1):
             r["rank"] = i
             del r["first"]
         kmax = min(max_exclude if max_exclude is not None else len(ranking), len(ranking))
         total = len(blocks) + 2 + proposal_bound(kmax)  # the proposal's runs are counted too
-        bar.update(task, total=total, description=f"proposal (at most {proposal_bound(kmax)} runs)")
-        bench.on_quantized = lambda: bar.advance(task)
+        tick(0, total=total, description=f"proposal (at most {proposal_bound(kmax)} runs)")
+        bench.on_quantized = tick
         proposal = propose(bench, ranking, fp32_map, int8_map, target_drop, kmax)
-        bar.update(task, completed=total)
+        tick(0, completed=total)
         evaluations, seconds = bench.evaluations, bench.seconds
         eval_images = len(bench.data.files)
     chosen = proposal["blocks"]
@@ -290,22 +291,6 @@ def propose(bench: Bench, ranking: list[dict[str, Any]], fp32_map: float, int8_m
         "steps": [{"k": k, "blocks": order[:k], "map": round(v, 4), "drop": round(fp32_map - v, 4)}
                   for k, v in sorted(steps.items())],
     }
-
-
-def _progress(show: bool):
-    import contextlib
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    if not show:
-        class _Null:
-            def add_task(self, *a, **k): return 0
-            def advance(self, *a, **k): pass
-            def update(self, *a, **k): pass
-        return contextlib.nullcontext(_Null())
-    return Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
 
 
 # ----------------------------------------------------------------------------- output
