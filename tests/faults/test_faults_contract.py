@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST, env, qparity, read
+from conftest import env, qparity, read
 from builders import coco_folder
 
 
