@@ -104,10 +104,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                                             "another value makes it a non-baseline run)")
     p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans; "
                                        "default: none)")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="engine-specific option, repeatable, recorded in the result and shown "
-                        "under the table (OpenVINO: any compile property, e.g. "
-                        "LP_TRANSFORMS_MODE=NO; TensorRT: see docs/tensorrt.md)")
+    p.add_argument("--engine-opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
+                   help="engine option, repeatable, recorded in the result and shown under the "
+                        "table: ENGINE:KEY=VALUE for one engine; a plain KEY=VALUE goes to every "
+                        "engine of the run that takes it, and an option no engine takes is an "
+                        "error (OpenVINO: any compile property, e.g. LP_TRANSFORMS_MODE=NO; "
+                        "ort-cpu: allow_spinning=0; TensorRT: see docs/tensorrt.md)")
     p.add_argument("--engine-timeout", type=float, metavar="SECONDS",
                    help="end an engine's process (and all it started) after this long, leaving "
                         "an 'error: timed out' result (default: QPARITY_ENGINE_TIMEOUT or 6 h)")
@@ -122,14 +124,48 @@ def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | N
 
     images, ann = data_paths(args)
     proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
-    options = parse_kv(args.engine_opt, "--engine-opt")
+    options = engine_options(args.engine_opt, engines)
     threads = args.threads or default_threads()
     reqs = []
     for name in engines:
         engine_class(name)  # unknown names fail here, before anything runs
-        cfg = EngineConfig(threads=threads, options=dict(options),
+        cfg = EngineConfig(threads=threads, options=options[name],
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
         reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
                                args.limit, cfg, run_id=run_id, timeout_s=engine_timeout(args),
                                emulate_cpu=getattr(args, "emulate_cpu", None)))
     return reqs
+
+
+def engine_options(items: list[str], engines: list[str]) -> dict[str, dict[str, str]]:
+    """--engine-opt values -> each engine's options, every one checked by its engine.
+
+    `ENGINE:KEY=VALUE` is that engine's (an engine not in the run is an error). A plain
+    `KEY=VALUE` goes to every engine of the run that takes KEY=VALUE (OpenVINO: any compile
+    property; ONNX Runtime: allow_spinning; TensorRT: docs/tensorrt.md), and is an error when
+    none does: never silently ignored, never handed to an engine that would misread it.
+    """
+    per: dict[str, dict[str, str]] = {e: {} for e in engines}
+    plain: dict[str, str] = {}
+    for item in items:
+        head, sep, rest = item.partition(":")
+        if sep and "=" not in head:
+            if head not in per:
+                raise QParityError(f"--engine-opt {item!r} names engine {head!r}, which this run "
+                                   f"does not run (engines: {', '.join(engines)})")
+            key, value = split_kv(rest, "--engine-opt", "ENGINE:KEY=VALUE")
+            per[head][key] = value
+        else:
+            key, value = split_kv(item, "--engine-opt", "KEY=VALUE or ENGINE:KEY=VALUE")
+            plain[key] = value
+    for key, value in plain.items():
+        problems = {e: engine_class(e).option_problem(key, value) for e in engines}
+        takers = [e for e, problem in problems.items() if problem is None]
+        if not takers:
+            raise QParityError(f"--engine-opt {key}={value}: no engine of this run takes it ("
+                               + "; ".join(f"{p}" for p in problems.values()) + ")")
+        for e in takers:
+            per[e].setdefault(key, value)  # an addressed ENGINE:KEY wins
+    for e, opts in per.items():
+        engine_class(e).check_options(opts)
+    return per

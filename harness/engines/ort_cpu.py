@@ -32,6 +32,8 @@ class OrtCpuEngine(Engine):
     timed = ("one InferenceSession.run, as a minimal session.run loop: the input read from host "
              "memory, the output returned in a new host array")
 
+    OPTIONS = {"allow_spinning": "0: threads never spin, in the latency protocol too (default 1)"}
+
     @classmethod
     def probe(cls) -> str | None:
         try:
