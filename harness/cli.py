@@ -24,7 +24,7 @@ from rich.markup import escape
 from .engines import engine_class, engine_names
 from .errors import QParityError
 from .options import (add_data_args, add_engine_args, build_requests, cap_threads,  # noqa: F401
-                      data_paths, default_threads, engine_timeout)
+                      data_paths, default_threads, engine_timeout, env_int)
 from .protocol import locked_protocol
 
 err_console = Console(stderr=True)

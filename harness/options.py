@@ -41,6 +41,17 @@ def default_threads() -> int:
     return visible_cpus()
 
 
+def env_int(name: str) -> int | None:
+    """An optional positive integer from the environment (compose passes settings this way);
+    unset or empty means not set."""
+    env = os.environ.get(name, "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise QParityError(f"{name} must be a positive integer, got {env!r}")
+    return int(env)
+
+
 def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     """--data DIR means COCO layout; --images/--annotations override either part."""
     base = Path(args.data) if args.data else None
@@ -122,6 +133,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | None = None):
     from .runner import RunRequest
 
+    # Options not given on the command line may come from the environment (compose.yaml passes
+    # QPARITY_LIMIT, QPARITY_WARMUP, QPARITY_RUNS); either way the report records them.
+    for opt, var in (("limit", "QPARITY_LIMIT"), ("warmup", "QPARITY_WARMUP"), ("runs", "QPARITY_RUNS")):
+        if getattr(args, opt) is None:
+            setattr(args, opt, env_int(var))
     images, ann = data_paths(args)
     proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
     options = engine_options(args.engine_opt, engines)
