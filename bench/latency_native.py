@@ -33,21 +33,18 @@ import numpy as np
 
 from harness.engines import EngineConfig, engine_class
 from harness.latency import aligned_empty_like, measure
-from harness.letterbox import letterbox, to_input
+from harness.letterbox import read_input
 from harness.protocol import locked_protocol
 
 BENCHMARK_APP = Path(sys.executable).with_name("benchmark_app")
 
 
 def load_inputs(images: Path, n: int = 8) -> list[np.ndarray]:
-    import cv2
-
     p = locked_protocol()
     files = sorted(images.glob("*.jpg"))[:n]
     if not files:
         sys.exit(f"no *.jpg under {images}")
-    return [to_input(letterbox(cv2.imread(str(f)), p.size, p.pad_color, p.auto, p.scaleup,
-                               p.stride)[0]) for f in files]
+    return [read_input(f, p) for f in files]
 
 
 def stats(a) -> tuple[float, float]:

@@ -21,9 +21,10 @@ from typing import NoReturn
 from rich.console import Console
 from rich.markup import escape
 
-from .engines import EngineConfig, engine_class, engine_names
-from .engines.base import visible_cpus
+from .engines import engine_class, engine_names
 from .errors import QParityError
+from .options import (add_data_args, add_engine_args, build_requests, cap_threads,  # noqa: F401
+                      data_paths, default_threads, engine_timeout, env_int)
 from .protocol import locked_protocol
 
 err_console = Console(stderr=True)
@@ -39,7 +40,7 @@ EXIT_CODES = """exit codes:
 """
 # Modules that own a group of commands and expose register(subparsers).
 COMMAND_MODULES: tuple[str, ...] = ("harness.nightly", "harness.history", "harness.diagnose",
-                                     "harness.emulate", "harness.recipes")
+                                     "harness.emulate_cmd", "harness.recipes")
 
 
 # Numeric options, by argparse name, wherever a command has them: the least (and most) value
@@ -77,18 +78,6 @@ def check_options(args: argparse.Namespace) -> None:
         args.threads = cap_threads(args.threads, "--threads")
 
 
-def cap_threads(n: int, what: str) -> int:
-    """More threads than CPUs only makes the engines fight over them (and 99,999 threads took
-    16 GB): use at most the CPUs this process may run on, and say so."""
-    cpus = visible_cpus()
-    if n > cpus:
-        err_console.print(f"[yellow]qparity: warning:[/] {what} {n} is more than the {cpus} "
-                          f"CPU(s) this process may use; using {cpus}", highlight=False,
-                          soft_wrap=True)
-        return cpus
-    return n
-
-
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its default, unless the help already names it or there is
     none (a flag, an unset option)."""
@@ -102,34 +91,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{h} (default: %(default)s)"
 
 
-def default_threads() -> int:
-    """QPARITY_THREADS wins (compose sets it from the cpuset); else the CPUs we may use."""
-    env = os.environ.get("QPARITY_THREADS")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise QParityError(f"QPARITY_THREADS must be a positive integer, got {env!r}")
-        return cap_threads(int(env), "QPARITY_THREADS")
-    return visible_cpus()
-
-
-def engine_timeout(args: argparse.Namespace) -> float:
-    from .runner import DEFAULT_ENGINE_TIMEOUT_S
-
-    if getattr(args, "engine_timeout", None) is not None:
-        return float(args.engine_timeout)
-    env = os.environ.get("QPARITY_ENGINE_TIMEOUT")
-    if not env:
-        return DEFAULT_ENGINE_TIMEOUT_S
-    try:
-        value = float(env)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value <= 0:
-        raise QParityError(f"QPARITY_ENGINE_TIMEOUT must be a positive number of seconds, "
-                           f"got {env!r}")
-    return value
-
-
 def parse_engines(text: str) -> list[str]:
     engines = [e.strip() for e in text.split(",") if e.strip()]
     if not engines:
@@ -138,89 +99,6 @@ def parse_engines(text: str) -> list[str]:
     if dup:
         raise QParityError(f"--engines names {', '.join(dup)} more than once")
     return engines
-
-
-def env_int(name: str) -> int | None:
-    """An optional positive integer from the environment (compose passes settings this way);
-    unset or empty means not set."""
-    env = os.environ.get(name, "").strip()
-    if not env:
-        return None
-    if not env.isdigit() or int(env) < 1:
-        raise QParityError(f"{name} must be a positive integer, got {env!r}")
-    return int(env)
-
-
-def data_paths(args: argparse.Namespace) -> tuple[Path, Path]:
-    """--data DIR means COCO layout; --images/--annotations override either part."""
-    base = Path(args.data) if args.data else None
-    images = Path(args.images) if args.images else (base / "val2017" if base else None)
-    ann = Path(args.annotations) if args.annotations else (
-        base / "annotations" / "instances_val2017.json" if base else None)
-    if images is None or ann is None:
-        raise QParityError("give --data DIR (COCO layout) or both --images and --annotations")
-    return images, ann
-
-
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="COCO-layout folder: val2017/*.jpg, annotations/instances_val2017.json")
-    p.add_argument("--images", help="image folder (overrides --data's val2017/)")
-    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data's "
-                                         "annotations/instances_val2017.json)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images of the sorted list "
-                                             "(default: all; the report says so)")
-
-
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="the INT8 QDQ ONNX model")
-    p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--threads", type=int, help="CPU threads (default: QPARITY_THREADS or the "
-                                               "CPUs this process may use)")
-    p.add_argument("--warmup", type=int, help="latency warm-up runs (default: the locked 50; "
-                                              "another value makes it a non-baseline run)")
-    p.add_argument("--runs", type=int, help="latency timed runs (default: the locked 200; "
-                                            "another value makes it a non-baseline run)")
-    p.add_argument("--cache-dir", help="where engines may cache built artefacts (TensorRT plans; "
-                                       "default: none)")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="engine-specific option, repeatable, recorded in the result and shown "
-                        "under the table (OpenVINO: any compile property, e.g. "
-                        "LP_TRANSFORMS_MODE=NO; TensorRT: see docs/tensorrt.md)")
-    p.add_argument("--engine-timeout", type=float, metavar="SECONDS",
-                   help="end an engine's process (and all it started) after this long, leaving "
-                        "an 'error: timed out' result (default: QPARITY_ENGINE_TIMEOUT or 6 h)")
-    add_data_args(p)
-    from .emulate import add_run_option
-
-    add_run_option(p)
-
-
-def build_requests(args: argparse.Namespace, engines: list[str], run_id: str | None = None):
-    from .runner import RunRequest
-
-    # Options not given on the command line may come from the environment (compose.yaml passes
-    # QPARITY_LIMIT, QPARITY_WARMUP, QPARITY_RUNS); either way the report records them.
-    for opt, var in (("limit", "QPARITY_LIMIT"), ("warmup", "QPARITY_WARMUP"), ("runs", "QPARITY_RUNS")):
-        if getattr(args, opt) is None:
-            setattr(args, opt, env_int(var))
-    images, ann = data_paths(args)
-    proto = locked_protocol().with_overrides(warmup=args.warmup, runs=args.runs)
-    options = {}
-    for kv in args.engine_opt:
-        key, sep, value = kv.partition("=")
-        if not sep:
-            raise QParityError(f"--engine-opt expects KEY=VALUE, got {kv!r}")
-        options[key] = value
-    threads = args.threads or default_threads()
-    reqs = []
-    for name in engines:
-        engine_class(name)  # unknown names fail here, before anything runs
-        cfg = EngineConfig(threads=threads, options=dict(options),
-                           cache_dir=Path(args.cache_dir) if args.cache_dir else None)
-        reqs.append(RunRequest(name, Path(args.model), images, ann, Path(args.out), proto,
-                               args.limit, cfg, run_id=run_id, timeout_s=engine_timeout(args),
-                               emulate_cpu=getattr(args, "emulate_cpu", None)))
-    return reqs
 
 
 def cmd_run(args: argparse.Namespace) -> int:

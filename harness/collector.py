@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .envinfo import environment
 from .errors import QParityError
 from .fileio import write_json_atomic
 from .protocol import Protocol, locked_protocol
@@ -49,6 +48,12 @@ class Scan:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     run: dict[str, Any] | None = None
+
+
+def _environment() -> dict[str, Any]:
+    from .envinfo import environment  # package metadata and subprocesses: only when writing
+
+    return environment()
 
 
 def invalid_result(stem: str, f: Path, problem: str, run_id: Any = None) -> dict[str, Any]:
@@ -343,7 +348,7 @@ def collect(out: Path, protocol: Protocol | None = None,
         "reference": reference,
         "preflight": preflight,
         "engines": entries,
-        "collector_env": environment(),
+        "collector_env": _environment(),
     }
     write_json_atomic(out / REPORT_NAME, report)
     return report

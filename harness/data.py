@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .errors import QParityError
@@ -218,6 +217,8 @@ class Dataset:
                 f"{self.num_classes} categories; they must agree", model_path)
 
     def read_image(self, index: int) -> np.ndarray:
+        import cv2  # here: reading annotations (the report's per-class AP) needs no OpenCV
+
         path = self.files[index]
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:

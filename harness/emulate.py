@@ -204,7 +204,7 @@ def check(spec: str, with_engines: bool = False) -> dict[str, Any]:
             f"--emulate-cpu {spec}: QEMU {seen['qemu_version']} model {c.qemu_model} "
             f"{' and '.join(what)} inside (flags seen: {', '.join(seen['flags_seen']) or 'none'}"
             + (f"; QEMU cannot emulate {', '.join(dropped)}" if dropped else "")
-            + f"): this class cannot be emulated here; run it on such a CPU natively")
+            + "): this class cannot be emulated here; run it on such a CPU natively")
     return seen
 
 
@@ -246,58 +246,6 @@ def report_note(report: dict[str, Any]) -> str | None:
         return None
     return "; ".join(f"emulated {m} (flags seen: {', '.join(em['flags_seen'])}): {ACCURACY_ONLY}, "
                      f"no latency measured" for m, em in seen.items())
-
-
-# ------------------------------------------------------------------ the commands
-
-def cmd_classes(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from .report import wide_console
-
-    q = qemu_binary()
-    native = features_here()
-    t = Table("class", "QEMU model", "flags seen inside", "emulatable here", "about",
-              title=f"CPU classes (this host: {cpu_class_of(native)}; qemu-x86_64: "
-                    f"{qemu_version(q) if q else 'not installed'})", title_justify="left")
-    rows = {}
-    for name, c in CLASSES.items():
-        if q is None:
-            t.add_row(name, c.qemu_model, "-", "no: qemu-user not installed", c.about)
-            continue
-        try:
-            seen = probe(name, args.engines)
-        except QParityError as e:
-            t.add_row(name, c.qemu_model, "-", f"[red]no[/]: {e}", c.about)
-            continue
-        rows[name] = seen
-        ok = not seen["missing"] and not seen["unexpected"]
-        ov = (seen["engines_view"] or {}).get("openvino") or {}
-        view = (f"\nOpenVINO: {ov.get('device')}, {' '.join(ov.get('capabilities') or [])}"
-                if ov.get("device") else f"\nOpenVINO: {ov['unavailable']}" if ov else "")
-        t.add_row(name, c.qemu_model, ", ".join(seen["flags_seen"]) + view,
-                  "[green]yes[/]" if ok else f"[yellow]no[/]: lacks {', '.join(seen['missing'])}"
-                  + (f"; shows {', '.join(seen['unexpected'])}" if seen["unexpected"] else ""),
-                  c.about)
-    wide_console().print(t)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"host_flags": native, "classes": rows}, indent=1))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("emulate", help="emulated CPU classes (qemu-user): accuracy of "
-                                              "another CPU class on this machine")
-    sub = p.add_subparsers(dest="emulate_command", required=True,
-                           help="classes, drift or nightly")
-    c = sub.add_parser("classes", help="the named CPU classes, their QEMU models and the flags a "
-                                       "process actually sees on each")
-    c.add_argument("--engines", action="store_true", help="also ask OpenVINO what it sees (slow)")
-    c.add_argument("--json", help="write what was seen to this file")
-    c.set_defaults(func=cmd_classes)
-    from .emulate_nightly import register_nightly
-
-    register_nightly(sub)
 
 
 def add_run_option(p: argparse.ArgumentParser) -> None:

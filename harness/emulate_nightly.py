@@ -30,7 +30,7 @@ def native_name() -> str:
 def run_platform(args: argparse.Namespace, engines: list[str], folder: Path,
                  name: str, spec: str | None, console) -> dict[str, Any]:
     """Run `engines` into `folder` (natively, or emulated on `spec`) and describe the platform."""
-    from .cli import build_requests
+    from .options import build_requests
     from .collector import collect
     from .emulate import label
     from .runner import run_isolated
@@ -144,7 +144,7 @@ def cmd_emulate_drift(args: argparse.Namespace) -> int:
 
 
 def register_nightly(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_data_args
+    from .options import add_data_args
 
     p = sub.add_parser("drift", help="preflight with emulation: how much the golden engine's "
                                      "accuracy on this model changes per CPU class (slow: "

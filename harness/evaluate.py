@@ -14,7 +14,7 @@ import numpy as np
 from .data import Dataset
 from .engines.base import visible_cpus
 from .errors import QParityError
-from .letterbox import LetterboxInfo, boxes_to_original, letterbox, to_input
+from .letterbox import LetterboxInfo, boxes_to_original, letterbox_as, to_input
 from .postprocess import Detections, decode
 from .protocol import Protocol
 
@@ -40,8 +40,7 @@ def prepare(dataset: Dataset, protocol: Protocol, index: int) -> Prepared:
     t0 = time.perf_counter()
     img = dataset.read_image(index)
     t1 = time.perf_counter()
-    lb, info = letterbox(img, protocol.size, protocol.pad_color, protocol.auto, protocol.scaleup,
-                         protocol.stride)
+    lb, info = letterbox_as(img, protocol)
     x = to_input(lb)
     return Prepared(index, x, info, t1 - t0, time.perf_counter() - t1)
 

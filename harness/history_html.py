@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QParityError
-from .history import POLICY, Point, news
+from .history_trend import POLICY, Point, news
 from .palette import engine_colour  # the same colour per engine as on the run's report.html
 
 Series = dict[tuple[str, str], list[Point]]

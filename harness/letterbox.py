@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from .errors import QParityError
+
+if TYPE_CHECKING:
+    from .protocol import Protocol
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,23 @@ def letterbox(
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
     out = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(color,) * 3)
     return out, LetterboxInfo(h, w, r, dw, dh)
+
+
+def letterbox_as(img: np.ndarray, protocol: "Protocol") -> tuple[np.ndarray, LetterboxInfo]:
+    """`letterbox` with the protocol's size, padding colour and rules."""
+    p = protocol
+    return letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
+
+
+def read_input(path: Path | str, protocol: "Protocol", what: str = "image") -> np.ndarray:
+    """Read an image file and make it a network input as the protocol says: the one way every
+    caller outside the evaluation (calibration, localize, benchmarks) prepares an image. The
+    evaluation reads through `Dataset.read_image`, which also checks sizes against the
+    annotations, then letterboxes with `letterbox_as`."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise QParityError(f"{what} cannot be read or decoded", Path(path))
+    return to_input(letterbox_as(img, protocol)[0])
 
 
 def to_input(img_bgr_letterboxed: np.ndarray) -> np.ndarray:

@@ -39,6 +39,8 @@ class ModelInfo:
         return asdict(self)
 
 
+# The operators whose arithmetic quantization changes: what "int8 ran" counts, and the layers
+# sensitivity can keep in float (one list: diagnose reads it from here).
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 

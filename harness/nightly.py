@@ -32,7 +32,7 @@ from .collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME
 from .errors import QParityError
 from .protocol import locked_protocol
 from .fileio import write_json_atomic
-from .runner import RESULT_SCHEMA
+from .results import RESULT_SCHEMA
 
 NIGHTLY_REPORT = "nightly_report.json"
 NIGHTLY_SUMMARY = "nightly_summary.md"

@@ -105,7 +105,13 @@ def _suppressed_pairs(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarr
     """IoU(a[:, ia[k]], b[:, ib[k]]) > iou_thres for each pair k, boxes as `_columns`. A zero
     union counts as no overlap. The same float64 arithmetic, operation by operation, as the
     brute-force reference in the tests."""
-    a, b = a[:, ia], b[:, ib]
+    return pair_iou(a[:, ia], b[:, ib]) > iou_thres
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The one IoU of qparity: boxes as `_columns` ([5, ...] x1, y1, x2, y2, area), element by
+    element with numpy broadcasting (aligned pairs, or [5, N, 1] against [5, 1, M] for a
+    matrix); a zero union counts as no overlap."""
     iw = np.minimum(a[2], b[2]) - np.maximum(a[0], b[0])
     np.maximum(iw, 0, out=iw)
     ih = np.minimum(a[3], b[3]) - np.maximum(a[1], b[1])
@@ -114,7 +120,13 @@ def _suppressed_pairs(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarr
     union = a[4] + b[4] - inter
     iou = np.zeros_like(inter)
     np.divide(inter, union, out=iou, where=union > 0)
-    return iou > iou_thres
+    return iou
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every xyxy box of `a` [N, 4] with every one of `b` [M, 4]: [N, M]."""
+    ca, cb = _columns(np.asarray(a, np.float64)), _columns(np.asarray(b, np.float64))
+    return pair_iou(ca[:, :, None], cb[:, None, :])
 
 
 def _resolve_block(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

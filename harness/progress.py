@@ -2,6 +2,8 @@
 
 One helper so that they all look alike and all go to stderr (stdout carries the report). A
 bar is a context manager yielding `tick()`; engines' loops call it and know nothing of rich.
+`tick(n, description=..., total=..., completed=...)` also moves the bar by n (0: not at all)
+and changes what rich's `Progress.update` takes, for a phase whose total grows as it goes.
 
 `manual=True` turns rich's refresh thread off and repaints from `tick()` at most twice a
 second: for the latency phase, where a thread repainting the terminal would compete with
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 
-def _noop() -> None:
+def _noop(n: int = 1, **update: object) -> None:
     return None
 
 
@@ -41,10 +43,15 @@ def bar(label: str, total: int | None, show: bool = True, manual: bool = False,
         task = progress.add_task(label, total=total)
         state = {"n": 0, "painted": 0.0}
 
-        def tick() -> None:
-            state["n"] += 1
-            full = total is not None and state["n"] >= total
-            progress.update(task, advance=1, **({"description": when_full} if full and when_full else {}))
+        def tick(n: int = 1, **update: object) -> None:
+            state["n"] = int(update["completed"]) if "completed" in update else state["n"] + n
+            if "total" in update:
+                state["total"] = update["total"]
+            end = state.get("total", total)
+            full = end is not None and state["n"] >= end
+            if full and when_full:
+                update["description"] = when_full
+            progress.update(task, **({} if "completed" in update else {"advance": n}), **update)
             now = time.monotonic()
             if manual and (full or now - state["painted"] >= 0.5):
                 progress.refresh()

@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnx
 
 from .fileio import md5_file, sha256_file
 from .envinfo import library_versions
 from .errors import QParityError
-from .letterbox import letterbox, to_input
+from .letterbox import read_input
 from .md5record import write_record
 from .protocol import Protocol, locked_protocol
 
@@ -170,14 +169,10 @@ class CalibrationImages:
             return None
         path = self.paths[self.pos]
         self.pos += 1
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise QParityError("calibration image cannot be read", path)
-        p = self.protocol
-        lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
+        x = read_input(path, self.protocol, "calibration image")
         if self.on_image:
             self.on_image()
-        return {self.input_name: to_input(lb)}
+        return {self.input_name: x}
 
 
 @contextlib.contextmanager

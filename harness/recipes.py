@@ -380,7 +380,7 @@ def demo_inputs(out: Path, n_images: int) -> tuple[Path, list[Path], Path, Path]
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from .cli import data_paths, default_threads
+    from .options import data_paths, default_threads
     from .lists import read_list
     from .protocol import locked_protocol
 
@@ -406,7 +406,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_data_args
+    from .options import add_data_args
 
     p = sub.add_parser("recipes", help="quantize with every recipe variant and run every engine: "
                                        "which file to ship for which engines")

@@ -56,7 +56,6 @@ def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, fl
     """Per-class AP50-95 per engine from the saved detections; ({}, {}, why) when impossible
     (a report copied from another machine without its annotation file, say)."""
     from .data import Dataset
-    from .metrics import per_class_ap
 
     data = report.get("data") or {}
     if not data.get("annotations") or not data.get("images_dir"):
@@ -81,6 +80,8 @@ def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, fl
             if cached.get("key") == key:
                 aps[name] = {int(k): v for k, v in cached["ap"].items()}
                 continue
+            from .metrics import per_class_ap  # pycocotools: only when not cached
+
             det = np.load(f)["detections"]
             aps[name] = per_class_ap(ds.coco_json, det, ds.image_ids)
             write_atomic(cache, json.dumps({"key": key, "ap": aps[name]}).encode())

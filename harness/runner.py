@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ from .results import RESULT_SCHEMA, detections_path, new_result, result_path
 DEFAULT_ENGINE_TIMEOUT_S = 6 * 3600.0
 # After Ctrl-C, how long the child gets to write its `interrupted` result.
 INTERRUPT_GRACE_S = 20.0
-__all__ = ["RESULT_SCHEMA", "RunRequest", "detections_path", "execute", "new_result",
+# The record a parent hands its engine child (RunRequest.to_json); bumped on any change.
+REQUEST_SCHEMA = "qparity.run-request/1"
+__all__ = ["REQUEST_SCHEMA", "RESULT_SCHEMA", "RunRequest", "detections_path", "execute", "new_result",
            "result_path", "run_isolated"]
 
 
@@ -59,24 +62,60 @@ class RunRequest:
     timeout_s: float = DEFAULT_ENGINE_TIMEOUT_S  # for the child process of run_isolated
     emulate_cpu: str | None = None  # a CPU class or QEMU model (harness/emulate.py): accuracy only
 
-    def argv(self) -> list[str]:
-        """The `qparity run-engine` arguments that reproduce this request in a child."""
-        p = self.protocol
-        args = ["run-engine", "--engine", self.engine, "--model", str(self.model),
-                "--images", str(self.images_dir), "--annotations", str(self.annotations),
-                "--out", str(self.out), "--threads", str(self.config.threads),
-                "--warmup", str(p.warmup), "--runs", str(p.runs)]
-        if self.limit is not None:
-            args += ["--limit", str(self.limit)]
-        if self.config.cache_dir is not None:
-            args += ["--cache-dir", str(self.config.cache_dir)]
-        for k, v in self.config.options.items():
-            args += ["--engine-opt", f"{k}={v}"]
-        if self.run_id is not None:
-            args += ["--run-id", self.run_id]
-        if self.emulate_cpu:
-            args += ["--emulate-cpu", self.emulate_cpu]
-        return args
+    def to_json(self) -> str:
+        """The whole request as one record: what the engine child receives (never a re-built
+        argument list, which loses whatever it forgets to forward)."""
+        return json.dumps({
+            "schema": REQUEST_SCHEMA, "engine": self.engine, "model": str(self.model),
+            "images_dir": str(self.images_dir), "annotations": str(self.annotations),
+            "out": str(self.out), "protocol": self.protocol.to_dict(), "limit": self.limit,
+            "config": {"threads": self.config.threads, "options": dict(self.config.options),
+                       "cache_dir": None if self.config.cache_dir is None
+                       else str(self.config.cache_dir)},
+            "run_id": self.run_id, "timeout_s": self.timeout_s, "emulate_cpu": self.emulate_cpu,
+        }, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, where: Path | str = "request") -> "RunRequest":
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise QParityError(f"not a JSON run request: {e}", where) from e
+        if not isinstance(d, dict) or d.get("schema") != REQUEST_SCHEMA:
+            got = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise QParityError(f"run request schema {got!r}, this qparity reads "
+                               f"{REQUEST_SCHEMA!r} (parent and child must be the same version)",
+                               where)
+        try:
+            c = d["config"]
+            config = EngineConfig(threads=int(c["threads"]), options=dict(c["options"]),
+                                  cache_dir=None if c["cache_dir"] is None else Path(c["cache_dir"]))
+            return cls(d["engine"], Path(d["model"]), Path(d["images_dir"]),
+                       Path(d["annotations"]), Path(d["out"]), Protocol.from_dict(d["protocol"]),
+                       d["limit"], config, run_id=d["run_id"], timeout_s=float(d["timeout_s"]),
+                       emulate_cpu=d["emulate_cpu"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise QParityError(f"run request is incomplete: {type(e).__name__}: {e}", where) from e
+
+
+def child_main(argv: list[str] | None = None) -> int:
+    """`python -m harness.engine_child REQUEST.json`: the child of `run_isolated`. Its parent
+    holds the folder's lock and judges what it wrote; 2 only when the request is unreadable."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 1:
+        print("usage: python -m harness.engine_child REQUEST.json", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    try:
+        req = RunRequest.from_json(path.read_text(), path)
+    except (OSError, QParityError) as e:
+        print(f"qparity engine child: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        execute(req)
+    except KeyboardInterrupt:  # the interrupted result is on disk; the parent reports it
+        return 130
+    return 0
 
 
 def finite_outputs(run: Callable[[np.ndarray], Any], data: Dataset, engine: str
@@ -115,17 +154,6 @@ def _phase(res: dict[str, Any]) -> str:
     return "before the engine had run any image"
 
 
-def _progress(total: int, label: str):
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(f"[bold]{escape(label)}", BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=True,
-                    disable=not console.is_terminal)  # a log would get blank lines
-
-
 def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
     """Do the whole per-engine job in this process; what was measured is kept on failure."""
     res = new_result(req.engine, req.protocol, req.run_id)
@@ -151,12 +179,9 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["load_s"] = round(time.perf_counter() - t0, 3)
         pass_spinning = engine.set_spinning(False)  # spinning threads would starve decode
         label = f"{req.engine} {req.model.name}"  # two runs of one engine (int8, fp32) differ
-        with _progress(len(data.files), label) as bar:
-            task = bar.add_task(f"{label}: images", total=len(data.files))
+        with progress_bar(f"{label}: images", len(data.files), show_progress) as tick:
             out = run_dataset(finite_outputs(engine.run, data, req.engine), data, req.protocol,
-                              req.engine,
-                              on_image=lambda: bar.advance(task) if show_progress else None,
-                              engine_threads=req.config.threads)
+                              req.engine, on_image=tick, engine_threads=req.config.threads)
         if not np.isfinite(out.detections).all():  # a finite output mapped to an infinite box
             bad = int(out.detections.size - np.count_nonzero(np.isfinite(out.detections)))
             raise QParityError(f"{req.engine}: {bad} non-finite value(s) in the decoded "
@@ -268,8 +293,15 @@ def run_isolated(req: RunRequest) -> dict[str, Any]:
     interrupted result is on disk)."""
     path = result_path(req.out, req.engine)
     path.unlink(missing_ok=True)  # a stale file must never stand in for this run
-    cmd = emulate.command([sys.executable, "-m", "harness.cli", *req.argv(), "--in-process"],
-                          req.emulate_cpu)
+    with tempfile.TemporaryDirectory(prefix="qparity-request-") as tmp:
+        request = Path(tmp) / "request.json"
+        request.write_text(req.to_json())
+        cmd = emulate.command([sys.executable, "-m", "harness.engine_child", str(request)],
+                              req.emulate_cpu)
+        return _supervise(req, cmd, path)
+
+
+def _supervise(req: RunRequest, cmd: list[str], path: Path) -> dict[str, Any]:
     # Its own session: a timeout ends the engine and anything it started, and a terminal's
     # Ctrl-C reaches only us, so the child is told (SIGINT) and given time to write its result.
     proc = subprocess.Popen(cmd, start_new_session=True)

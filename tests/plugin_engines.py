@@ -43,3 +43,16 @@ class DiesWhileTimedEngine(OrtCpuEngine):
         if self.calls > 15:  # past the evaluation of the test data set (10 images)
             os.kill(os.getpid(), signal.SIGSEGV)
         return super().run(x)
+
+
+class EchoConfigEngine(OrtCpuEngine):
+    """ONNX Runtime, describing the configuration it was built with: what reached the child."""
+
+    name = "echoconfig"
+
+    def describe(self):
+        d = super().describe()
+        c = self.config
+        d["config_seen"] = {"threads": c.threads, "options": dict(c.options),
+                            "cache_dir": None if c.cache_dir is None else str(c.cache_dir)}
+        return d

@@ -9,7 +9,6 @@ records is checked. The real QEMU runs in tests/test_emulate_qemu.py.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path

@@ -49,3 +49,22 @@ def test_inverse_mapping_clips_to_image():
     _, info = letterbox(np.zeros((240, 320, 3), np.uint8), 320)
     out = boxes_to_original(np.array([[-10.0, -10.0, 400.0, 400.0]]), info)
     assert out.tolist() == [[0, 0, 320, 240]]
+
+
+def test_read_input_is_the_protocols_letterbox_and_names_a_bad_file(tmp_path):
+    import cv2
+
+    from harness.errors import QParityError
+    from harness.letterbox import letterbox, read_input, to_input
+    from harness.protocol import locked_protocol
+
+    p = locked_protocol()
+    img = (np.arange(240 * 200 * 3) % 251).astype(np.uint8).reshape(240, 200, 3)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    x = read_input(tmp_path / "a.png", p)
+    assert np.array_equal(x, to_input(letterbox(img, p.size, p.pad_color, p.auto, p.scaleup,
+                                                p.stride)[0]))
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    with pytest.raises(QParityError, match="calibration image cannot be read") as e:
+        read_input(tmp_path / "b.jpg", p, "calibration image")
+    assert "b.jpg" in str(e.value)

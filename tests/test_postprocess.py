@@ -211,3 +211,16 @@ def test_score_order_is_a_stable_argsort_in_chunks(above, limit):
     chunks = list(score_order(s, limit, above, first=256))
     assert len(chunks) > 1 or limit == 3
     np.testing.assert_array_equal(np.concatenate(chunks), want)
+
+
+def test_iou_matrix_is_the_pairwise_iou():
+    from harness.postprocess import iou_matrix
+
+    rng = np.random.default_rng(3)
+    a, _, _ = random_case(rng, 7, 3)
+    b, _, _ = random_case(rng, 5, 3)
+    b[0] = b[0, [0, 1, 0, 1]]  # a box of zero area: no overlap with anything
+    m = iou_matrix(a, b)
+    assert m.shape == (7, 5)
+    want = [[iou(x.astype(np.float64).tolist(), y.astype(np.float64).tolist()) for y in b] for x in a]
+    assert np.allclose(m, want, rtol=0, atol=1e-12) and (m[:, 0] == 0).all()

@@ -477,7 +477,6 @@ def test_report_carries_the_three_labelled_figures(tmp_path):
     lat = measure(eng.run, inputs, warmup=2, runs=5)
     eng.timed_runs = 5
     lat["timed"] = TensorRtEngine.timed
-    results = []
     for name in ("ort-cpu", "tensorrt"):
         r = new_result(name, locked_protocol())
         r.update(status="ok", model={"sha256": "m"},

@@ -9,20 +9,16 @@
 - `qparity repro`: a minimal, self-contained reproducer of an engine's disagreement, for the
   engine's maintainers (repro.py).
 
-Each module exposes `register(subparsers)`; `register` here adds them all. Heavy libraries
-(onnx, onnxruntime, OpenCV, pycocotools) are imported inside the commands, never at import time.
+The parsers are in commands.py (with their defaults in defaults.py), which imports a command's
+module only when it runs: `qparity --help` loads none of numpy, onnx, OpenCV or pycocotools.
 """
 
 from __future__ import annotations
 
 import argparse
 
-MODULES = ("harness.diagnose.diff", "harness.diagnose.localize", "harness.diagnose.sensitivity",
-           "harness.diagnose.repro")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    import importlib
+    from .commands import register as register_all
 
-    for name in MODULES:
-        importlib.import_module(name).register(subparsers)
+    register_all(subparsers)

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import QParityError
+from ..postprocess import iou_matrix
+from .defaults import FLOOR  # noqa: F401  (also read from here)
 
-FLOOR = 0.25
 IOU_MATCH = 0.5
 IOU_SAME = 0.9
 SCORE_TOL = 0.1
@@ -72,17 +73,6 @@ class ImageDiff:
 def xyxy(rows: np.ndarray) -> np.ndarray:
     b = rows[:, 1:5].astype(np.float64)
     return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:4]], axis=1)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + \
-        ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :] - inter
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=union > 0)
-    return out
 
 
 def match_image(image_id: int, a: np.ndarray, b: np.ndarray, floor: float = FLOOR,
@@ -386,19 +376,3 @@ def cmd_diff(args: argparse.Namespace) -> int:
              Path(args.out) if args.out else None, args.floor, not args.no_pictures)
     print_summary(s)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diff", help="per-image detection differences between two engines of a run")
-    p.add_argument("run", help="results folder of `qparity run`")
-    p.add_argument("--engine", required=True, help="engine A")
-    p.add_argument("--against", help="engine B (default: the run's golden engine)")
-    p.add_argument("--against-run", help="take B from this other results folder (e.g. another "
-                                         "model on the same images)")
-    p.add_argument("--top", type=int, default=12, help="images listed and drawn (default 12)")
-    p.add_argument("--floor", type=float, default=FLOOR,
-                   help="only boxes scored at least this count (default 0.25)")
-    p.add_argument("--out", help="output folder (default RUN/diff_<A>_vs_<B>/)")
-    p.add_argument("--no-pictures", action="store_true",
-                   help="skip drawing both sets of boxes on the top images")
-    p.set_defaults(func=cmd_diff)

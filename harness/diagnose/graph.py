@@ -11,7 +11,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import QParityError
 
-COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
 @dataclass

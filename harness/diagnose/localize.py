@@ -51,8 +51,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import QParityError
+from .defaults import DEFAULT_FRAC  # noqa: F401  (also read from here)
 
-DEFAULT_FRAC = 0.01
 STEP_TOL = 1.0 + 1e-3  # "more than one step", with room for float32 dequantization error
 WORST = 8
 
@@ -62,9 +62,8 @@ def image_inputs(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
     """The first `n` images (sorted) of a COCO folder (DIR/val2017) or of an image folder,
     letterboxed exactly as the evaluator does."""
     from ..data import list_images
-    from ..letterbox import letterbox, to_input
+    from ..letterbox import read_input
     from ..protocol import locked_protocol
-    import cv2
 
     if n < 1:
         raise QParityError(f"--images must be at least 1, got {n}")
@@ -74,11 +73,7 @@ def image_inputs(data: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
     p = locked_protocol()
     xs = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise QParityError("image cannot be decoded", f)
-        lb, _ = letterbox(img, p.size, p.pad_color, p.auto, p.scaleup, p.stride)
-        xs.append(to_input(lb))
+        xs.append(read_input(f, p))
     return xs, [f.name for f in files]
 
 
@@ -502,53 +497,16 @@ def print_finding(f: dict[str, Any], console: Any = None) -> None:
             console.print(o)
 
 
-def _opts(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for kv in items:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise QParityError(f"{flag} expects KEY=VALUE, got {kv!r}")
-        out[k] = v
-    return out
-
-
 def cmd_localize(args: argparse.Namespace) -> int:
-    from ..cli import default_threads
+    from ..options import default_threads, parse_kv
 
     finding = localize(Path(args.model), args.engine, args.against,
                        Path(args.against_model) if args.against_model else None, Path(args.data),
-                       args.images, args.frac, _opts(args.engine_opt, "--engine-opt"),
-                       _opts(args.against_opt, "--against-opt"), args.threads or default_threads(),
+                       args.images, args.frac, parse_kv(args.engine_opt, "--engine-opt"),
+                       parse_kv(args.against_opt, "--against-opt"), args.threads or default_threads(),
                        args.exhaustive)
     print_finding(finding)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(finding, indent=1) + "\n")
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("localize", help="first quantized tensor where an engine leaves the reference")
-    p.add_argument("--model", required=True, help="the INT8 QDQ model the engine runs")
-    p.add_argument("--engine", required=True, help="engine under test")
-    p.add_argument("--against", default="qdq-ref", help="reference engine (default: qdq-ref)")
-    p.add_argument("--against-model", help="model the reference runs (default: --model); tensors "
-                                           "are matched by name")
-    p.add_argument("--data", required=True, help="COCO-layout folder (uses val2017/) or an image folder")
-    p.add_argument("--num-images", dest="images", type=int, default=4,
-                   help="run the first N images of the sorted list")
-    p.add_argument("--images", dest="images", type=int, help=argparse.SUPPRESS)  # old name
-    p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
-                   help="a tensor diverges when more than this fraction of its elements is off by "
-                        "more than one quantization step (default 0.01)")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the engine under test, as for `qparity run` (repeatable)")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option for the reference engine (repeatable)")
-    p.add_argument("--threads", type=int, help="CPU threads per engine (default: QPARITY_THREADS "
-                                               "or the CPUs this process may use)")
-    p.add_argument("--exhaustive", action="store_true",
-                   help="probe every quantized tensor (one compile each), check every node in "
-                        "context and list every fault")
-    p.add_argument("--out", help="also write the finding as JSON")
-    p.set_defaults(func=cmd_localize)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,62 +38,17 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import QParityError
+from .defaults import DEFAULT_FRAC  # noqa: F401  (also read from here)
+# what repro_folder shares with the reduction (there, so that the two do not import each other)
+from .repro_runners import (CONTROLS, RUNNERS, STEP_TOL, VERSION_OF, Reduced, _fn,  # noqa: F401
+                            disagreement, runner)
 
-DEFAULT_FRAC = 0.01
-STEP_TOL = 1.0 + 1e-3
 MAX_GROW = 12  # levels of nodes added above the target before giving up
 MIN_SPATIAL = 8  # smaller inputs show fewer differing elements: keep the evidence visible
 # ops whose result does not depend on the spatial size they are given (cropping stays valid)
 SPATIAL_AGNOSTIC = {"QuantizeLinear", "DequantizeLinear", "Conv", "Concat", "Relu", "LeakyRelu",
                     "Sigmoid", "Mul", "Add", "Sub", "Clip", "MaxPool", "AveragePool", "Identity",
                     "BatchNormalization", "HardSigmoid", "HardSwish", "Tanh", "PRelu", "Div"}
-
-# ----------------------------------------------------------------------------- native runners
-# Each engine's runner is one self-contained function using only that engine's own Python API.
-# The same source is executed here (to reduce) and written into repro.py (to reproduce).
-_ORT = '''
-def {fn}(model_path, feeds, options):
-    """{doc}"""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.{level}
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
-'''
-RUNNERS: dict[str, str] = {
-    "qdq-ref": _ORT.format(fn="run_qdq_ref", level="ORT_DISABLE_ALL",
-                           doc="ONNX Runtime, graph optimizations off: each node by its ONNX "
-                               "definition (the model's\n    own Q/DQ arithmetic, in float32)."),
-    "ort-cpu": _ORT.format(fn="run_ort_cpu", level="ORT_ENABLE_ALL",
-                           doc="ONNX Runtime on CPU, all graph optimizations (its int8 kernels)."),
-    "openvino": '''
-def run_openvino(model_path, feeds, options):
-    """OpenVINO on CPU; f32 inference precision so that only the int8 path differs."""
-    import openvino as ov
-    core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32", **options}
-    compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
-    return compiled(feeds)[compiled.outputs[0]].copy()
-''',
-}
-VERSION_OF = {"qdq-ref": "onnxruntime", "ort-cpu": "onnxruntime", "openvino": "openvino"}
-# An engine option that turns its low-precision path off: run once on the reduced model, it
-# shows whether the disagreement is that path (a control the maintainers can re-run).
-CONTROLS = {"openvino": {"LP_TRANSFORMS_MODE": "NO"}}
-
-
-def runner(engine: str) -> Callable[[Path, dict[str, np.ndarray], dict[str, str]], np.ndarray]:
-    if engine not in RUNNERS:
-        raise QParityError(f"repro has native runners for {', '.join(RUNNERS)}; not for {engine!r}")
-    ns: dict[str, Any] = {}
-    exec(textwrap.dedent(RUNNERS[engine]), ns)  # noqa: S102 - our own constant source
-    return ns[_fn(engine)]
-
-
-def _fn(engine: str) -> str:
-    return "run_" + engine.replace("-", "_")
-
 
 # ----------------------------------------------------------------------------- graph helpers
 @dataclass
@@ -184,24 +138,6 @@ def reference_values(model: Any, x: np.ndarray, threads: int) -> dict[str, np.nd
     return {k: np.asarray(v) for k, v in vals.items()}
 
 
-# ----------------------------------------------------------------------------- disagreement
-def disagreement(a: np.ndarray, b: np.ndarray, scale: np.ndarray, axis: int | None) -> dict[str, Any]:
-    """a (engine) vs b (reference) in quantization steps of the target tensor."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
-        a = a.reshape(b.shape)
-    s = np.asarray(scale, np.float64)
-    if s.size > 1:
-        shape = [1] * b.ndim
-        shape[axis if axis is not None else 1] = s.size
-        s = s.reshape(shape)
-    steps = np.abs(a - b) / s
-    return {"frac_off": float((steps > STEP_TOL).mean()) if steps.size else 0.0,
-            "max_steps": float(steps.max()) if steps.size else 0.0,
-            "mean_steps": float(steps.mean()) if steps.size else 0.0,
-            "elements": int(steps.size)}
-
-
 @dataclass
 class Checker:
     """Runs a candidate subgraph on both sides and says whether it still disagrees."""
@@ -238,15 +174,6 @@ class Checker:
 
 
 # ----------------------------------------------------------------------------- reduction
-@dataclass
-class Reduced:
-    model: Any
-    feeds: dict[str, np.ndarray]
-    result: dict[str, Any]
-    steps: list[dict[str, Any]]
-    output: str
-
-
 def _expand(g: Graph, cuts: set[str], output: str, values: dict[str, np.ndarray]) -> set[str]:
     """Move every cut one node up: a cut tensor's producer is computed, its inputs are cut.
     Non-float inputs (an int8 tensor between a Q and its DQ) are expanded again at once."""
@@ -512,8 +439,7 @@ def from_run(run: Path, engine: str) -> tuple[Path, Path, dict[str, Any]]:
 def cmd_repro(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..cli import default_threads
-    from .localize import _opts
+    from ..options import default_threads, parse_kv
 
     console = Console(stderr=True)
     if args.run:
@@ -525,7 +451,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else model
     data = Path(args.data) if args.data else data
     s = repro(Path(args.out), model, args.engine, data, args.against, args.images, args.frac,
-              _opts(args.engine_opt, "--engine-opt"), _opts(args.against_opt, "--against-opt"),
+              parse_kv(args.engine_opt, "--engine-opt"), parse_kv(args.against_opt, "--against-opt"),
               args.threads or default_threads(), args.tensor,
               log=lambda m: console.print(f"  {m}", highlight=False), source=source)
     d = s["disagreement"]
@@ -536,28 +462,3 @@ def cmd_repro(args: argparse.Namespace) -> int:
         f"{d['frac_off']:.2%} of elements off by > 1 step (max {d['max_steps']:.1f}) -> {args.out}",
         highlight=False)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("repro", help="write a minimal, self-contained reproducer of an engine's "
-                                     "disagreement (model, input, script) for its maintainers")
-    p.add_argument("run", nargs="?", help="a run folder where the engine disagrees (reads its "
-                                          "<engine>.json for the model and images)")
-    p.add_argument("--engine", required=True, help=f"engine under test ({', '.join(RUNNERS)})")
-    p.add_argument("--against", default="qdq-ref", help="reference (default qdq-ref: the model's "
-                                                       "own Q/DQ arithmetic)")
-    p.add_argument("--model", help="INT8 QDQ model (default: the run's)")
-    p.add_argument("--data", help="COCO folder or image folder (default: the run's images)")
-    p.add_argument("--num-images", dest="images", type=int, default=2,
-                   help="images tried; the worst one is shipped")
-    p.add_argument("--tensor", help="quantized tensor to reproduce (default: localize's first fault)")
-    p.add_argument("--frac", type=float, default=DEFAULT_FRAC,
-                   help="disagreement: more than this fraction of elements off by > 1 step")
-    p.add_argument("--engine-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of the engine under test (repeatable), as in qparity run")
-    p.add_argument("--against-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="option of the reference engine (repeatable)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the CPUs this process may "
-                                               "use)")
-    p.add_argument("--out", required=True, help="folder to write the reproducer into")
-    p.set_defaults(func=cmd_repro)

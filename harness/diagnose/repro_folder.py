@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .repro import CONTROLS, RUNNERS, VERSION_OF, Reduced, _fn, disagreement, runner
+from .repro_runners import CONTROLS, RUNNERS, VERSION_OF, Reduced, _fn, disagreement, runner
 
 
 def describe(model: Any) -> str:

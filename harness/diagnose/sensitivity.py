@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QParityError
+from ..progress import bar as progress_bar
+from ..modelinfo import COMPUTE_OPS
+from .defaults import DEFAULT_CALIB_IMAGES, DEFAULT_EVAL_IMAGES, DEFAULT_TARGET, MODES  # noqa: F401  (also read from here)
 
-MODES = ("exclude-one", "only-one")
-DEFAULT_TARGET = 0.5  # mAP points, as the cross-engine tolerance
-DEFAULT_EVAL_IMAGES = 100
-DEFAULT_CALIB_IMAGES = 32
-COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 ACTIVATIONS = ("Relu", "LeakyRelu", "Sigmoid", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu",
                "PRelu", "Tanh", "Softplus", "Mish", "Gelu")
 AUTO_MIN_BLOCKS = 8
@@ -187,17 +185,17 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
     blocks, depth = find_blocks(model, block_depth)
     every = [n.name for n in model.graph.node]
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="qparity-sens-") as tmp, _progress(progress) as bar:
+    with (tempfile.TemporaryDirectory(prefix="qparity-sens-") as tmp,
+          progress_bar("sensitivity", len(blocks) + 2, progress) as tick):
         bench = Bench(fp32, calib, images_dir, annotations, limit, recipe, method,
                       threads or visible_cpus(), metric, Path(tmp))
-        task = bar.add_task("sensitivity", total=len(blocks) + 2)
         fp32_map = bench.measure(fp32)
-        bar.advance(task)
+        tick()
         int8_map = bench.quantized([])
-        bar.advance(task)
+        tick()
         ranking = []
         for b in blocks:
-            bar.update(task, description=b.name)
+            tick(0, description=b.name)
             if mode == "exclude-one":
                 m = bench.quantized(b.nodes)
                 score = m - int8_map  # mAP recovered by keeping this block in float
@@ -207,17 +205,17 @@ def sensitivity(fp32: Path, calib: list[Path], images_dir: Path, annotations: Pa
                 score = fp32_map - m  # mAP lost by quantizing this block alone
             ranking.append({"block": b.name, "nodes": b.nodes, "compute_nodes": b.compute,
                             "map": round(m, 4), "score": round(score, 4), "first": b.first})
-            bar.advance(task)
+            tick()
         ranking.sort(key=lambda r: (-r["score"], r["first"]))
         for i, r in enumerate(ranking, 1):
             r["rank"] = i
             del r["first"]
         kmax = min(max_exclude if max_exclude is not None else len(ranking), len(ranking))
         total = len(blocks) + 2 + proposal_bound(kmax)  # the proposal's runs are counted too
-        bar.update(task, total=total, description=f"proposal (at most {proposal_bound(kmax)} runs)")
-        bench.on_quantized = lambda: bar.advance(task)
+        tick(0, total=total, description=f"proposal (at most {proposal_bound(kmax)} runs)")
+        bench.on_quantized = tick
         proposal = propose(bench, ranking, fp32_map, int8_map, target_drop, kmax)
-        bar.update(task, completed=total)
+        tick(0, completed=total)
         evaluations, seconds = bench.evaluations, bench.seconds
         eval_images = len(bench.data.files)
     chosen = proposal["blocks"]
@@ -295,22 +293,6 @@ def propose(bench: Bench, ranking: list[dict[str, Any]], fp32_map: float, int8_m
     }
 
 
-def _progress(show: bool):
-    import contextlib
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    if not show:
-        class _Null:
-            def add_task(self, *a, **k): return 0
-            def advance(self, *a, **k): pass
-            def update(self, *a, **k): pass
-        return contextlib.nullcontext(_Null())
-    return Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True)
-
-
 # ----------------------------------------------------------------------------- output
 def print_result(r: dict[str, Any], console: Any = None, rows: int = 25) -> None:
     from rich.table import Table
@@ -341,7 +323,7 @@ def print_result(r: dict[str, Any], console: Any = None, rows: int = 25) -> None
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from ..cli import data_paths, default_threads
+    from ..options import data_paths, default_threads
     from ..lists import read_list
 
     images, ann = data_paths(args)
@@ -359,35 +341,3 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
     Console(stderr=True).print(f"written: {out} (qparity ptq --exclude-from {out})", highlight=False)
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sensitivity", help="layer-wise PTQ sensitivity and a proposed --exclude list")
-    p.add_argument("--model", required=True, help="the fp32 ONNX model")
-    p.add_argument("--calib", required=True, help="calib.txt (from `qparity lists`)")
-    p.add_argument("--data", help="COCO-layout folder: evaluation data, and the folder the "
-                                  "calibration list is relative to")
-    p.add_argument("--images", help="evaluation image folder (overrides --data)")
-    p.add_argument("--annotations", help="COCO annotation JSON (overrides --data)")
-    p.add_argument("--limit", type=int, default=DEFAULT_EVAL_IMAGES,
-                   help=f"evaluate on the first N images (default {DEFAULT_EVAL_IMAGES})")
-    p.add_argument("--calib-limit", type=int, default=DEFAULT_CALIB_IMAGES,
-                   help=f"calibrate on the first N listed images (default {DEFAULT_CALIB_IMAGES})")
-    p.add_argument("--mode", default="exclude-one", choices=MODES,
-                   help="exclude-one: quantize all but one block; only-one: quantize one block")
-    p.add_argument("--target-drop", type=float, default=DEFAULT_TARGET,
-                   help="acceptable mAP drop vs fp32, in points (default 0.5)")
-    p.add_argument("--metric", default="map50_95", choices=["map50_95", "map50"],
-                   help="the mAP blocks are ranked by")
-    p.add_argument("--recipe", default="portable", choices=["portable", "spec-v1"],
-                   help="PTQ recipe of every candidate (see qparity ptq --help)")
-    p.add_argument("--method", default="percentile", choices=["percentile", "minmax"],
-                   help="calibration method of every candidate")
-    p.add_argument("--block-depth", type=int, help="path depth of a block for /a/b/c node names "
-                                                   "(default: automatic)")
-    p.add_argument("--max-exclude", type=int, help="never propose more than N blocks (default: "
-                                                   "no limit)")
-    p.add_argument("--threads", type=int, help="CPU threads for the golden engine (default: "
-                                               "QPARITY_THREADS or the CPUs this process may use)")
-    p.add_argument("--out", default="sensitivity.json", help="JSON result (default sensitivity.json)")
-    p.set_defaults(func=cmd_sensitivity)

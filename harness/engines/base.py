@@ -12,9 +12,12 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+from ..errors import QParityError
+
+if TYPE_CHECKING:  # annotations only: importing the package (qparity --help) skips numpy
+    import numpy as np
 
 
 class EngineUnavailable(Exception):
@@ -51,10 +54,31 @@ class Engine(ABC):
         #: engines that collect their own per-call timings (TensorRT's GPU compute time).
         self.timed_runs: int | None = None
 
+    #: The --engine-opt keys the engine takes, each with what it does; an engine whose library
+    #: names its own settings (OpenVINO's compile properties) overrides `known_option` instead.
+    OPTIONS: ClassVar[dict[str, str]] = {}
+
     @classmethod
     def probe(cls) -> str | None:
         """None when the engine can run here, else the reason it cannot. Must never crash."""
         return None
+
+    @classmethod
+    def option_problem(cls, key: str, value: str) -> str | None:
+        """None when the engine takes KEY=VALUE, else why not (one line). An engine whose
+        library names its own settings (OpenVINO's compile properties) asks the library."""
+        if key in cls.OPTIONS:
+            return None
+        known = "; ".join(f"{k}: {v}" for k, v in cls.OPTIONS.items()) or "no options"
+        return f"{cls.name} has no option {key!r} (it takes {known})"
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        """Refuse, before anything runs, an option this engine would ignore or misread."""
+        for key, value in options.items():
+            problem = cls.option_problem(key, value)
+            if problem:
+                raise QParityError(f"--engine-opt {cls.name}:{key}={value}: {problem}")
 
     @abstractmethod
     def load(self, model: Path) -> None:

@@ -32,6 +32,8 @@ class OrtCpuEngine(Engine):
     timed = ("one InferenceSession.run, as a minimal session.run loop: the input read from host "
              "memory, the output returned in a new host array")
 
+    OPTIONS = {"allow_spinning": "0: threads never spin, in the latency protocol too (default 1)"}
+
     @classmethod
     def probe(cls) -> str | None:
         try:
@@ -65,7 +67,7 @@ class OrtCpuEngine(Engine):
 
     def load(self, model: Path) -> None:
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (here, to name a missing install as unavailable)
         except ImportError as e:
             raise EngineUnavailable(str(e)) from e
         self.model_path = Path(model)

@@ -34,7 +34,7 @@ from .trt.gpuinfo import (DeviceIdentity, cuda_device_identity, driver_version, 
                           nvml_snapshot)
 from .trt.gputime import FIGURES, GPU_COMPUTE, H2D_COMPUTE_D2H, HOST_WALL, GpuTimes
 from .trt.io_plan import IoPlan, IoPlanError, plan_io, specs_from_engine
-from .trt.settings import BuildSettings, OptionError, RuntimeSettings, parse_options
+from .trt.settings import OPTIONS, BuildSettings, OptionError, RuntimeSettings, parse_options
 from .trt.status import collect_facts, tensorrt_cuda_build, unavailable_reason
 
 
@@ -63,6 +63,15 @@ def _protocol_runs() -> int:
 class TensorRtEngine(Engine):
     name = "tensorrt"
     timed = HOST_WALL
+    OPTIONS = OPTIONS
+
+    @classmethod
+    def option_problem(cls, key: str, value: str) -> str | None:
+        try:  # the key and its value: a bad value is refused before the run, too
+            parse_options({key: value})
+        except OptionError as e:
+            return str(e)
+        return None
 
     def __init__(self, config: EngineConfig | None = None):
         super().__init__(config)

@@ -7,7 +7,7 @@ import shutil
 import onnx
 import pytest
 from builders import coco_folder, tiny_detector
-from conftest import qparity, read
+from conftest import read
 
 ANN = ("annotations", "instances_val2017.json")
 
