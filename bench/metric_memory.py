@@ -13,16 +13,15 @@ The baseline line is the same process without the evaluate call.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from old_code import module_at  # bench/ is on sys.path when a script here runs
 
 OLD_COMMIT = "fd2125b"
 
@@ -63,14 +62,7 @@ def synthetic(n_images: int, per_image: int, seed: int = 0):
 
 
 def load_old_evaluate():
-    src = subprocess.run(["git", "show", f"{OLD_COMMIT}:harness/metrics.py"], capture_output=True,
-                         text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "old_metrics.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("old_metrics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.evaluate
+    return module_at(OLD_COMMIT, "harness/metrics.py").evaluate
 
 
 def child(impl: str, n_images: int, per_image: int) -> None:

@@ -15,14 +15,12 @@ same outputs and checks both return identical detections.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+
+from old_code import module_at  # bench/ is on sys.path when a script here runs
 
 from harness.postprocess import decode
 from harness.protocol import locked_protocol
@@ -82,14 +80,7 @@ def candidates(out: np.ndarray, conf: float) -> int:
 
 
 def load_old():
-    src = subprocess.run(["git", "show", "c9f299d:harness/postprocess.py"], capture_output=True,
-                         text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "old_postprocess.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("old_postprocess", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.decode
+    return module_at("c9f299d", "harness/postprocess.py").decode
 
 
 def time_per_image(fns, outputs, p, repeat: int) -> dict[str, dict[str, np.ndarray]]:

@@ -14,13 +14,11 @@ uses today's decode too, so the difference is the pass's structure alone.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from old_code import module_at  # bench/ is on sys.path when a script here runs
 
 from harness.data import Dataset
 from harness.engines import EngineConfig, engine_class
@@ -31,15 +29,7 @@ OLD_COMMIT = "fd2125b"
 
 
 def load_old_run_dataset():
-    src = subprocess.run(["git", "show", f"{OLD_COMMIT}:harness/evaluate.py"], capture_output=True,
-                         text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "old_evaluate.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("harness._old_evaluate", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod.run_dataset
+    return module_at(OLD_COMMIT, "harness/evaluate.py").run_dataset
 
 
 def main() -> None:
