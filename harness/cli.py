@@ -162,14 +162,11 @@ def _stamp(path: Path, run_id: str) -> None:
 
 
 def cmd_run_engine(args: argparse.Namespace) -> int:
-    from .runner import execute, run_isolated, sigterm_as_interrupt
+    from .rundir import RunLock, prepare_out
+    from .runner import run_isolated, sigterm_as_interrupt
 
     run_id = args.run_id or os.environ.get("QPARITY_RUN_ID") or None
     (req,) = build_requests(args, [args.engine], run_id)
-    if args.in_process:  # the child of run_isolated: its parent holds the folder's lock
-        execute(req)
-        return 0
-    from .rundir import RunLock, prepare_out
 
     with RunLock(prepare_out(Path(args.out)), run_id), sigterm_as_interrupt():
         res = run_isolated(req)
@@ -193,7 +190,7 @@ def leave_error_result(argv: list[str], reason: str) -> None:
     from .fileio import write_json_atomic
     from .results import new_result, result_path
 
-    if "run-engine" not in argv or "--in-process" in argv:  # a child's parent reports for it
+    if "run-engine" not in argv:
         return
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--engine")
@@ -358,7 +355,6 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run-engine", help="run one engine (in a child process) and write its result")
     p.add_argument("--engine", required=True, help=f"one of: {', '.join(engine_names())}")
-    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--run-id", help="the run this result belongs to, written into it (default: "
                                     "QPARITY_RUN_ID, else none)")
     add_engine_args(p)

@@ -172,7 +172,7 @@ def test_an_emulated_run_is_accuracy_only_and_says_so_everywhere(fake_qemu, demo
 
 
 def test_run_engine_cli_passes_the_class_to_the_child(fake_qemu, demo_assets, tmp_path):
-    """`qparity run-engine --emulate-cpu` (not in-process) wraps its child; argv round-trips."""
+    """`qparity run-engine --emulate-cpu` wraps its child; the class reaches it through the request."""
     from harness.cli import main
 
     model_dir, data = demo_assets
