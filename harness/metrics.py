@@ -97,18 +97,14 @@ def per_class_ap(coco_json: dict[str, Any], detections: np.ndarray,
                  image_ids: list[int]) -> dict[int, float | None]:
     """AP50-95 per category id, in points, from pycocotools' own precision array (area "all",
     100 detections, averaged over IoU thresholds and recall points as COCOeval.summarize does
-    for the whole); None for a category without ground truth among `image_ids`. Kept apart
-    from `evaluate` so the gate's metric path stays as it is (used by the HTML report)."""
+    for the whole); None for a category without ground truth among `image_ids`. The same
+    one-category-at-a-time evaluation as `evaluate`, so its memory stays bounded the same way
+    (used by the HTML report)."""
     gt = coco_from_dict(coco_json)
-    cats = sorted(int(c["id"]) for c in coco_json.get("categories", []))
     if len(detections) == 0:
-        return {c: 0.0 for c in cats}
+        return {int(c["id"]): 0.0 for c in coco_json.get("categories", [])}
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(np.asarray(detections, dtype=np.float64))
-        ev = COCOeval(gt, dt, "bbox")
-        ev.params.imgIds = list(image_ids)
-        ev.evaluate()
-        ev.accumulate()
+        ev = coco_eval(gt, detections, image_ids)
     precision = ev.eval["precision"]  # [IoU thresholds, recall points, classes, areas, maxDets]
     out: dict[int, float | None] = {}
     for k, cat in enumerate(ev.params.catIds):
