@@ -1,0 +1,274 @@
+"""Typed records: dataclasses that are the JSON qparity writes, read back with their types checked.
+
+A `Record` is a versioned top-level document (an engine result, the evaluation report, the
+preflight verdict, the nightly report); a `Section` is a typed part of one (metrics, latency).
+`to_json()` gives exactly the dict written to disk; `from_json()` reads one back and raises
+`RecordError` naming the field and the problem (a missing field, a wrong type, a NaN where a
+number is read, an unknown status, a schema version this qparity does not read). `json_schema()`
+derives a JSON Schema (draft 2020-12) from the same type hints, so the published schema and the
+reader can never disagree.
+
+Field types understood: bool, int, float (finite only), str, None, Literal[...], list[T],
+dict[str, T], unions of these, nested Sections, and Any (free-form, not checked: environment
+facts and engine descriptions, whose keys belong to the engine library).
+
+This module is bottom-level: standard library only, so reading a record never imports numpy,
+OpenCV or pycocotools.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T", bound="Section")
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class RecordError(ValueError):
+    """A JSON document that is not the record it claims to be; the message is one line naming
+    the field and the problem, for the caller to prefix with the file's name."""
+
+
+@dataclass
+class Section:
+    """A typed part of a record. Unknown keys are refused: a field qparity did not write is a
+    file from elsewhere or a typo, and would otherwise be silently ignored."""
+
+    #: Whether keys that are not fields are refused (True) or dropped (False).
+    STRICT: ClassVar[bool] = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls: type[T], data: Any, where: str = "") -> T:
+        if not isinstance(data, dict):
+            raise RecordError(f"{where or cls.__name__} is not an object (a JSON "
+                              f"{_json_type(data)})")
+        hints = _hints(cls)
+        names = {f.name for f in fields(cls)}
+        skip = {"schema"} if issubclass(cls, Record) else set()
+        unknown = sorted(k for k in data if k not in names and k not in skip)
+        if unknown and cls.STRICT:
+            raise RecordError(f"{_at(where, unknown[0])} is not a field of {cls.__name__}")
+        kwargs = {}
+        for f in fields(cls):
+            path = _at(where, f.name)
+            if f.name in data:
+                kwargs[f.name] = _load(hints[f.name], data[f.name], path)
+            elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+                raise RecordError(f"{path} is missing")
+        return cls(**kwargs)
+
+    @classmethod
+    def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """This section's schema; nested sections go into `defs` (by class name)."""
+        own = defs is None
+        defs = {} if own else defs
+        hints = _hints(cls)
+        props, required = {}, []
+        for f in fields(cls):
+            props[f.name] = _schema(hints[f.name], defs)
+            doc = f.metadata.get("doc")
+            if doc:
+                props[f.name]["description"] = doc
+            if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
+                required.append(f.name)
+        out: dict[str, Any] = {"type": "object", "properties": props, "required": required,
+                               "additionalProperties": not cls.STRICT}
+        if cls.__doc__:
+            out["description"] = " ".join(cls.__doc__.split())
+        return out
+
+
+@dataclass
+class Record(Section):
+    """A top-level document with a kind and a schema version, written as `"schema": VERSION`."""
+
+    KIND: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": self.VERSION, **super().to_json()}
+
+    @classmethod
+    def from_json(cls: type[T], data: Any, where: str = "") -> T:
+        if isinstance(data, dict):
+            v = data.get("schema")
+            if v != cls.VERSION:  # type: ignore[attr-defined]
+                raise RecordError(version_message(cls.KIND, v, cls.VERSION))  # type: ignore[attr-defined]
+        elif data is not None:
+            raise RecordError(f"not a {cls.KIND} record (a JSON {_json_type(data)})")  # type: ignore[attr-defined]
+        return super().from_json(data, where)  # type: ignore[misc]
+
+    @classmethod
+    def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
+        own = {} if defs is None else defs
+        body = super().json_schema(own)
+        body["properties"] = {"schema": {"const": cls.VERSION,
+                                         "description": f"{cls.KIND} schema version"},
+                              **body["properties"]}
+        body["required"] = ["schema", *body["required"]]
+        if defs is not None:
+            return body
+        return {"$schema": JSON_SCHEMA_DIALECT, "$id": f"qparity.{cls.KIND}.v{cls.VERSION}",
+                "title": f"qparity {cls.KIND}, schema version {cls.VERSION}", **body,
+                **({"$defs": dict(sorted(own.items()))} if own else {})}
+
+
+def version_message(kind: str, found: Any, reads: int) -> str:
+    if isinstance(found, int) and not isinstance(found, bool) and found < reads:
+        return (f"{kind} schema version {found} was written by an older qparity; this one reads "
+                f"version {reads}: re-run it, or read it with the qparity that wrote it")
+    if isinstance(found, int) and not isinstance(found, bool) and found > reads:
+        return (f"{kind} schema version {found} was written by a newer qparity; this one reads "
+                f"version {reads}: upgrade qparity to read it")
+    return f"schema is {found!r}, not a {kind} record of version {reads}"
+
+
+# --- conversion -------------------------------------------------------------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls, include_extras=False)
+
+
+def _at(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(v), type(v).__name__)
+
+
+def _dump(v: Any) -> Any:
+    if isinstance(v, Section):
+        return v.to_json()
+    if isinstance(v, list):
+        return [_dump(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _dump(x) for k, x in v.items()}
+    return v
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def _load(tp: Any, v: Any, where: str) -> Any:
+    if tp is Any:
+        return v
+    if _is_union(tp):
+        args = get_args(tp)
+        if v is None:
+            if type(None) in args:
+                return None
+            raise RecordError(f"{where} is null")
+        problems = []
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _load(a, v, where)
+            except RecordError as e:
+                problems.append(str(e))
+        raise RecordError(problems[0] if len(problems) == 1 else
+                          f"{where} is {_json_type(v)} {_short(v)}, not "
+                          f"{' or '.join(_type_name(a) for a in args)}")
+    if tp is type(None):
+        if v is not None:
+            raise RecordError(f"{where} is {_short(v)}, not null")
+        return None
+    origin = get_origin(tp)
+    if origin is Literal:
+        if v not in get_args(tp) or isinstance(v, bool) != any(isinstance(a, bool) for a in get_args(tp)):
+            raise RecordError(f"{where} is {_short(v)}, not one of "
+                              f"{', '.join(repr(a) for a in get_args(tp))}")
+        return v
+    if origin is list:
+        if not isinstance(v, list):
+            raise RecordError(f"{where} is {_json_type(v)}, not an array")
+        (item,) = get_args(tp) or (Any,)
+        return [_load(item, x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise RecordError(f"{where} is {_json_type(v)}, not an object")
+        _, item = get_args(tp) or (str, Any)
+        return {k: _load(item, x, _at(where, k)) for k, x in v.items()}
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return tp.from_json(v, where)
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a boolean")
+        return v
+    if tp is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not an integer")
+        return v
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a number")
+        if not math.isfinite(v):
+            raise RecordError(f"{where} is {v}, not a finite number")
+        return float(v)
+    if tp is str:
+        if not isinstance(v, str):
+            raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a string")
+        return v
+    raise TypeError(f"record field type {tp!r} at {where} is not supported")  # a coding error
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return "an array"
+    if get_origin(tp) is dict:
+        return "an object"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    if tp is Any:
+        return {}
+    if _is_union(tp):
+        return {"anyOf": [_schema(a, defs) for a in get_args(tp)]}
+    if tp is type(None):
+        return {"type": "null"}
+    origin = get_origin(tp)
+    if origin is Literal:
+        return {"enum": list(get_args(tp))}
+    if origin is list:
+        (item,) = get_args(tp) or (Any,)
+        return {"type": "array", "items": _schema(item, defs)}
+    if origin is dict:
+        _, item = get_args(tp) or (str, Any)
+        return {"type": "object", "additionalProperties": _schema(item, defs)}
+    if isinstance(tp, type) and issubclass(tp, Section):
+        name = tp.__name__
+        if name not in defs:
+            defs[name] = {}  # placeholder first: a section may refer to itself
+            defs[name] = tp.json_schema(defs)
+        return {"$ref": f"#/$defs/{name}"}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    if tp in simple:
+        return {"type": simple[tp]}
+    raise TypeError(f"record field type {tp!r} is not supported")
+
+
+__all__ = ["Record", "RecordError", "Section", "version_message"]

@@ -1,0 +1,77 @@
+"""The record base: what from_json refuses, what to_json writes, and the schema it derives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import re
+
+import pytest
+
+from harness.records import Record, RecordError, Section
+
+
+@dataclass
+class Lat(Section):
+    median: float
+    p95: float | None = None
+
+
+@dataclass
+class Doc(Record):
+    KIND = "test-doc"
+    VERSION = 3
+    status: Literal["ok", "error"]
+    count: int
+    lat: Lat | None = None
+    tags: list[str] = field(default_factory=list)
+    free: dict[str, Any] = field(default_factory=dict)
+
+
+GOOD = {"schema": 3, "status": "ok", "count": 2, "lat": {"median": 1, "p95": 2.5},
+        "tags": ["a"], "free": {"x": [1, None]}}
+
+
+def test_round_trip_is_the_same_json():
+    d = Doc.from_json(GOOD)
+    assert isinstance(d.lat, Lat) and d.lat.median == 1.0 and isinstance(d.lat.median, float)
+    assert d.to_json() == {**GOOD, "lat": {"median": 1.0, "p95": 2.5}}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"schema": 2}, "written by an older qparity"),
+    ({"schema": 4}, "written by a newer qparity"),
+    ({"schema": "3"}, "schema is '3'"),
+    ({"status": "maybe"}, "status is 'maybe', not one of 'ok', 'error'"),
+    ({"count": True}, "count is boolean True, not an integer"),
+    ({"count": 2.0}, "count is number 2.0, not an integer"),
+    ({"lat": {"median": float("nan")}}, "lat.median is nan, not a finite number"),
+    ({"lat": {"median": 1, "p50": 1}}, "lat.p50 is not a field of Lat"),
+    ({"tags": ["a", 3]}, "tags[1] is number 3, not a string"),
+    ({"extra": 1}, "extra is not a field of Doc"),
+])
+def test_refusals_name_the_field(change, message):
+    with pytest.raises(RecordError, match=re.escape(message)):
+        Doc.from_json({**GOOD, **change})
+
+
+def test_missing_required_field_and_not_an_object():
+    bad = dict(GOOD)
+    del bad["count"]
+    with pytest.raises(RecordError, match="^count is missing$"):
+        Doc.from_json(bad)
+    with pytest.raises(RecordError, match="not a test-doc record"):
+        Doc.from_json([1])
+
+
+def test_schema_is_derived_from_the_fields():
+    s = Doc.json_schema()
+    assert s["$id"] == "qparity.test-doc.v3"
+    assert s["properties"]["schema"] == {"const": 3, "description": "test-doc schema version"}
+    assert s["required"] == ["schema", "status", "count"]
+    assert s["additionalProperties"] is False
+    assert s["properties"]["status"] == {"enum": ["ok", "error"]}
+    assert s["properties"]["lat"] == {"anyOf": [{"$ref": "#/$defs/Lat"}, {"type": "null"}]}
+    assert s["$defs"]["Lat"]["required"] == ["median"]
+    assert s["properties"]["free"] == {"type": "object", "additionalProperties": {}}
