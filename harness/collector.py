@@ -32,7 +32,7 @@ PREFLIGHT_NAME = "preflight.json"
 NOT_RESULTS = (REPORT_NAME, PREFLIGHT_NAME, RUN_NAME, "platform.json")
 REPORT_SCHEMA = 1
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-REFERENCE = "qdq-ref"  # the model's own Q/DQ arithmetic: tells which engine moved
+REFERENCE = "qdq-ref"  # the built-in reference engine (the model's own Q/DQ arithmetic)
 # Where the engine ran but the evidence says it did not measure the same thing as the golden.
 SAME_AS_GOLDEN = (("model", "sha256", "model file"),
                   ("data", "image_list_sha256", "image list"),
@@ -182,7 +182,7 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
         entry.update(status="error", reason="protocol differs from the golden engine's run")
         return entry
     entry["delta_map50_95"] = map_delta(r.get("metrics"), golden.get("metrics"))
-    if name == REFERENCE:  # a diagnostic yardstick, not a deployment engine: never gated
+    if is_reference(name, r):  # a diagnostic yardstick, not a deployment engine: never gated
         entry["status"] = "reference"
         return _with_speedup(entry, golden, lat)
     entry["status"] = gate(entry["delta_map50_95"], tolerance)
@@ -190,6 +190,14 @@ def engine_entry(name: str, r: dict[str, Any], golden: dict[str, Any] | None,
         entry["reason"] = (f"mAP50-95 {entry['delta_map50_95']:+.2f} points from {golden_name}, "
                            f"tolerance {tolerance}")
     return _with_speedup(entry, golden, lat)
+
+
+def is_reference(name: str, r: dict[str, Any]) -> bool:
+    """Whether a result is a diagnostic yardstick (never gated): what its `reference` field says.
+    A result file from before the field existed (schema 1 files carry it only since it was
+    added) falls back to the built-in reference engine's name."""
+    flag = r.get("reference")
+    return flag if isinstance(flag, bool) else name == REFERENCE
 
 
 def not_int8_note(model: dict[str, Any] | None) -> str | None:
@@ -213,21 +221,24 @@ def _with_speedup(entry: dict[str, Any], golden: dict[str, Any], lat: dict[str, 
 
 def add_reference_deltas(entries: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]],
                          golden_name: str, tolerance: float) -> dict[str, Any] | None:
-    """Each engine's delta against qdq-ref, beside (never instead of) the golden gate, and a
-    flag when the golden engine itself is off the model's own arithmetic."""
-    ref = results.get(REFERENCE)
-    # Only results that passed the golden's sameness checks (model, data, protocol) compare.
-    comparable = ("pass", "fail")
-    if not ref or entries.get(REFERENCE, {}).get("status") != "reference":
+    """Each engine's delta against the reference engine (qdq-ref, or else the first engine whose
+    result says `reference`), beside (never instead of) the golden gate, and a flag when the
+    golden engine itself is off the model's own arithmetic. Only a reference that passed the
+    golden's sameness checks (model, data, protocol: status "reference") compares."""
+    refs = [n for n, e in entries.items() if e["status"] == "reference"]
+    if not refs:
         return None
+    ref_name = REFERENCE if REFERENCE in refs else refs[0]
+    ref = results[ref_name]
+    comparable = ("pass", "fail")
     for name, e in entries.items():
-        if name != REFERENCE and e["status"] in comparable:
+        if name != ref_name and e["status"] in comparable:
             e["delta_vs_qdq_ref"] = map_delta(results[name].get("metrics"), ref.get("metrics"))
     g = entries.get(golden_name, {}).get("delta_vs_qdq_ref")
     drift = g is not None and abs(g) > tolerance
     if drift and golden_name in entries:
         entries[golden_name]["golden_drift"] = True
-    return {"engine": REFERENCE, "map50_95": (ref.get("metrics") or {}).get("map50_95"),
+    return {"engine": ref_name, "map50_95": (ref.get("metrics") or {}).get("map50_95"),
             "golden_delta": g, "golden_drift": drift,
             "note": (f"golden {golden_name} is {g:+.2f} points from the model's own Q/DQ "
                      f"arithmetic: the golden engine moved, not (only) the others") if drift else ""}

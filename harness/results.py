@@ -6,16 +6,15 @@ the nightly and the history store read and check result files without importing 
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 from .protocol import Protocol, locked_protocol
+from .records.base import RecordError
+from .records.result import STATUSES, EngineResult  # noqa: F401  (STATUSES: re-exported)
 
-RESULT_SCHEMA = 1
-# What an engine run can end as. Anything else in a file is not a result we wrote.
-STATUSES = ("ok", "error", "unavailable", "interrupted")
+RESULT_SCHEMA = EngineResult.VERSION
 # Protocol fields no result file may move: the gate is the locked protocol's, never a file's.
 GATE_FIELDS = ("version", "golden", "tolerance_map50_95")
 METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
@@ -35,27 +34,6 @@ def new_result(engine: str, protocol: Protocol, run_id: str | None = None) -> di
     return {"schema": RESULT_SCHEMA, "engine": engine, "run_id": run_id, "status": "error",
             "reason": "", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "protocol": protocol.to_dict(), "env": environment()}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _non_finite(obj: Any, where: str) -> str | None:
-    """The first non-finite number (NaN, Infinity: JSON readers accept both) under obj."""
-    if _is_number(obj):
-        return None if math.isfinite(obj) else f"{where} is {obj}"
-    if isinstance(obj, dict):
-        items = obj.items()
-    elif isinstance(obj, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(obj))
-    else:
-        return None
-    for k, v in items:
-        bad = _non_finite(v, f"{where}.{k}" if not str(k).startswith("[") else f"{where}{k}")
-        if bad:
-            return bad
-    return None
 
 
 def expected_protocol(recorded: dict[str, Any]) -> Protocol:
@@ -100,52 +78,63 @@ def check_protocol(recorded: Any) -> str | None:
 
 def validate_result(r: Any, stem: str) -> str | None:
     """None when `r` (the parsed `<stem>.json`) is a result file as the runner writes it, else
-    the first problem. Required fields and types, a known status, the engine named like its
-    file, the locked protocol, and finite numbers wherever a number is read."""
+    the first problem, one line naming the field. The structure (fields and types, a known
+    status, finite numbers, no unknown field) is the EngineResult record's; on top of it, the
+    engine named like its file, the locked protocol, and an `ok` result carrying what it claims."""
     if not isinstance(r, dict):
         return f"not a result object (a JSON {type(r).__name__})"
-    if r.get("schema") != RESULT_SCHEMA:
-        return f"schema is {r.get('schema')!r}, this qparity reads schema {RESULT_SCHEMA}"
-    if r.get("engine") != stem:
-        return f"names engine {r.get('engine')!r} but the file is {stem}.json"
-    if r.get("status") not in STATUSES:
-        return f"status {r.get('status')!r} is not one of {', '.join(STATUSES)}"
-    if not isinstance(r.get("reason", ""), str):
-        return "reason is not a string"
-    if r.get("run_id") is not None and not isinstance(r.get("run_id"), str):
-        return "run_id is not a string"
-    for section in ("metrics", "latency_ms", "eval_timing", "load_s"):
-        bad = _non_finite(r.get(section), section)
-        if bad:
-            return f"non-finite number: {bad}"
-    for section in ("model", "data", "metrics", "latency_ms"):
-        if r.get(section) is not None and not isinstance(r[section], dict):
-            return f"{section} is not an object"
-    if r["status"] != "ok":
+    try:
+        rec = EngineResult.from_json(r)
+    except RecordError as e:
+        return str(e)
+    return check_result(rec, r, stem)
+
+
+def check_result(rec: EngineResult, r: dict[str, Any], stem: str) -> str | None:
+    """The checks a type cannot express, on a result that is structurally an EngineResult."""
+    if rec.engine != stem:
+        return f"names engine {rec.engine!r} but the file is {stem}.json"
+    if rec.status != "ok":
         return None
     bad = check_protocol(r.get("protocol"))
     if bad:
         return bad
-    m = r.get("metrics")
-    if not m:
+    m = rec.metrics
+    if m is None:
         return "status ok but no metrics"
-    for k in METRIC_KEYS:
-        if k not in m or not (m[k] is None or _is_number(m[k])):
-            return f"metrics.{k} is missing or not a number"
-    if m["map50_95"] is None or not 0 <= m["map50_95"] <= 100:
-        return f"metrics.map50_95 is {m['map50_95']!r}, not a score in 0..100"
-    lat = r.get("latency_ms")
-    if r.get("emulated"):  # an emulated CPU measures accuracy only: a latency would be a lie
-        if lat:
+    if m.map50_95 is None or not 0 <= m.map50_95 <= 100:
+        return f"metrics.map50_95 is {m.map50_95!r}, not a score in 0..100"
+    lat = rec.latency_ms
+    if rec.emulated is not None:  # an emulated CPU measures accuracy only: a latency would lie
+        if lat is not None:
             return "an emulated run carries a latency_ms"
-    elif not lat:
+    elif lat is None:
         return "status ok but no latency_ms"
     else:
         for k in ("median", "p95"):
-            if not _is_number(lat.get(k)) or lat[k] < 0:
-                return f"latency_ms.{k} is missing or not a non-negative number"
+            if getattr(lat, k) < 0:
+                return f"latency_ms.{k} is {getattr(lat, k)}, not a non-negative number"
     for section, key in (("model", "sha256"), ("data", "image_list_sha256"),
                          ("data", "annotations_sha256")):
-        if not isinstance((r.get(section) or {}).get(key), str):
+        if getattr(getattr(rec, section), key, None) is None:
             return f"status ok but {section}.{key} is missing"
     return None
+
+
+def write_result(path: Path, r: dict[str, Any]) -> dict[str, Any]:
+    """Write `r` (as the runner built it) to `path` once it is an EngineResult record. One that
+    is not is a bug in qparity, caught here where it happens rather than by a reader: what is
+    written instead is an error result naming the field, with the run's own identity kept."""
+    from .fileio import write_json_atomic
+
+    try:
+        EngineResult.from_json(r)
+    except RecordError as e:
+        keep = {k: r[k] for k in ("engine", "run_id", "started", "finished", "protocol", "env")
+                if k in r}
+        r = {"schema": RESULT_SCHEMA, **keep, "status": "error",
+             "reason": f"qparity built an invalid result ({e}); this is a bug in qparity, "
+                       f"nothing it measured is kept"}
+        EngineResult.from_json(r)  # still wrong (the engine name, the env): fail loudly here
+    write_json_atomic(path, r)
+    return r

@@ -29,13 +29,12 @@ from .data import Dataset
 from .engines import EngineConfig, EngineFailure, EngineUnavailable, engine_class
 from .errors import QParityError
 from .evaluate import run_dataset
-from .fileio import write_json_atomic
 from .latency import measure
 from .metrics import evaluate
 from .modelinfo import inspect_model
 from .progress import bar as progress_bar
 from .protocol import Protocol
-from .results import RESULT_SCHEMA, detections_path, new_result, result_path
+from .results import RESULT_SCHEMA, detections_path, new_result, result_path, write_result
 
 # How long one engine child may run before its process group is ended. Generous: a TensorRT
 # build plus 5000 images on a slow CPU stays well inside it; a hung engine does not.
@@ -193,9 +192,9 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         res["detections_file"] = str(dpath.relative_to(req.out))
         res["metrics"] = evaluate(data.coco_json, out.detections, data.image_ids)
         # Checkpoint: if the engine dies in native code while being timed, its accuracy survives.
-        write_json_atomic(result_path(req.out, req.engine),
-                          {**res, "partial": True, "reason": "engine process ended during the "
-                                                            "latency measurement"})
+        write_result(result_path(req.out, req.engine),
+                     {**res, "partial": True, "reason": "engine process ended during the "
+                                                       "latency measurement"})
         if not req.emulate_cpu:  # an emulated CPU's speed means nothing: accuracy only
             latency_spinning = engine.set_spinning(True)
             with progress_bar(f"{label}: latency", req.protocol.warmup + req.protocol.runs,
@@ -227,7 +226,7 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
             except Exception:
                 pass
         res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json_atomic(result_path(req.out, req.engine), res)
+        res = write_result(result_path(req.out, req.engine), res)
     return res
 
 
@@ -323,7 +322,7 @@ def _supervise(req: RunRequest, cmd: list[str], path: Path) -> dict[str, Any]:
             res.pop("partial", None)
             res["status"] = "interrupted"
             res["reason"] = f"interrupted (Ctrl-C, SIGINT or SIGTERM) {phase}"
-            write_json_atomic(path, res)
+            res = write_result(path, res)
         raise
     res = _read_result(path)
     if ended:  # what the child measured before it hung is kept, under the timeout's status
@@ -331,14 +330,12 @@ def _supervise(req: RunRequest, cmd: list[str], path: Path) -> dict[str, Any]:
         res = res if res is not None else new_result(req.engine, req.protocol, req.run_id)
         res.pop("partial", None)
         res["status"], res["reason"] = "error", f"{ended} {phase}"
-        write_json_atomic(path, res)
-        return res
+        return write_result(path, res)
     if res is not None:
         if res.get("partial"):  # the checkpoint of a child that died before finishing
             res["reason"] += f" ({req.engine} process {describe_exit(code)})"
-            write_json_atomic(path, res)
+            res = write_result(path, res)
         return res
     res = new_result(req.engine, req.protocol, req.run_id)
     res["reason"] = f"{req.engine} engine process {describe_exit(code)} before writing a result"
-    write_json_atomic(path, res)
-    return res
+    return write_result(path, res)

@@ -59,7 +59,8 @@ def test_result_file_that_is_a_json_array(tmp_path):
 
 def test_result_file_of_another_schema(tmp_path):
     write_json_atomic(tmp_path / "openvino.json", edited(tmp_path, schema=99))
-    assert "schema is 99" in collect_error(tmp_path, "openvino")
+    assert "engine-result schema version 99 was written by a newer qparity" in collect_error(
+        tmp_path, "openvino")
 
 
 def test_result_file_naming_another_engine(tmp_path):
@@ -71,7 +72,7 @@ def test_result_file_naming_another_engine(tmp_path):
 
 def test_unknown_status_is_not_a_pass(tmp_path):
     write_json_atomic(tmp_path / "openvino.json", edited(tmp_path, status="great"))
-    assert "status 'great' is not one of" in collect_error(tmp_path, "openvino")
+    assert "status is 'great', not one of" in collect_error(tmp_path, "openvino")
 
 
 def test_tolerance_from_a_result_file_is_refused(tmp_path):
@@ -101,14 +102,14 @@ def test_non_finite_metric(tmp_path, where, value):
     r = edited(tmp_path)
     text = json.dumps(r).replace(f'"{where}": {r["metrics"][where]}', f'"{where}": {value}')
     (tmp_path / "openvino.json").write_text(text)
-    assert f"non-finite number: metrics.{where}" in collect_error(tmp_path, "openvino")
+    assert f"metrics.{where} is {value.lower()[:3]}, not a finite number" in collect_error(tmp_path, "openvino")
 
 
 def test_non_finite_latency(tmp_path):
     r = edited(tmp_path)
     r["latency_ms"]["median"] = float("nan")
     write_json_atomic(tmp_path / "openvino.json", r)
-    assert "non-finite number: latency_ms.median" in collect_error(tmp_path, "openvino")
+    assert "latency_ms.median is nan, not a finite number" in collect_error(tmp_path, "openvino")
 
 
 def test_missing_required_field(tmp_path):
