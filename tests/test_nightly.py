@@ -195,7 +195,7 @@ def edited_copy(src: Path, dest_dir: Path, **metric_shift: float) -> Path:
     r = json.loads(src.read_text())
     for k, dv in metric_shift.items():
         r["metrics"][k] = round(r["metrics"][k] + dv, 4)
-    r["edited_by_test"] = metric_shift
+    r["env"]["edited_by_test"] = metric_shift  # env is free-form; a new top-level key is refused
     dest_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(dest_dir / src.name, r)
     return dest_dir / src.name
