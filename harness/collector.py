@@ -22,15 +22,16 @@ from typing import Any
 from .errors import QParityError
 from .fileio import write_json_atomic
 from .protocol import Protocol, locked_protocol
+from .records.base import RecordError
+from .records.report import REPORT_NAME, EvalReport, read_report  # noqa: F401  (re-exported)
 from .results import METRIC_KEYS as METRIC_NAMES, RESULT_SCHEMA, expected_protocol, validate_result
 from .rundir import RUN_NAME, read_run
 from .stability import annotate as annotate_latency
 
-REPORT_NAME = "eval_report.json"
 PREFLIGHT_NAME = "preflight.json"
 # JSON files in a results folder that are not engine results.
 NOT_RESULTS = (REPORT_NAME, PREFLIGHT_NAME, RUN_NAME, "platform.json")
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = EvalReport.VERSION
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 REFERENCE = "qdq-ref"  # the built-in reference engine (the model's own Q/DQ arithmetic)
 # Where the engine ran but the evidence says it did not measure the same thing as the golden.
@@ -361,5 +362,10 @@ def collect(out: Path, protocol: Protocol | None = None,
         "engines": entries,
         "collector_env": _environment(),
     }
+    try:  # the record's check: a collector bug is caught here, not by the next reader
+        EvalReport.from_json(report)
+    except RecordError as e:
+        raise QParityError(f"qparity built an invalid evaluation report ({e}); this is a bug "
+                           f"in qparity", out / REPORT_NAME) from e
     write_json_atomic(out / REPORT_NAME, report)
     return report

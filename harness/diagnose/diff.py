@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import QParityError
 from ..postprocess import iou_matrix
+from ..records.report import read_report
 from .defaults import FLOOR  # noqa: F401  (also read from here)
 
 IOU_MATCH = 0.5
@@ -145,8 +146,8 @@ def golden_of(run: Path, fallback_result: dict[str, Any]) -> str:
     rep = run / "eval_report.json"
     if rep.is_file():
         try:
-            return json.loads(rep.read_text())["golden"]
-        except (OSError, ValueError, KeyError):
+            return read_report(rep)["golden"]
+        except QParityError:  # an unreadable report: the result's own protocol says
             pass
     from ..protocol import locked_protocol
 

@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import QParityError
+from ..records.report import read_report
 from .defaults import DEFAULT_FRAC  # noqa: F401  (also read from here)
 # what repro_folder shares with the reduction (there, so that the two do not import each other)
 from .repro_runners import (CONTROLS, RUNNERS, STEP_TOL, VERSION_OF, Reduced, _fn,  # noqa: F401
@@ -430,8 +431,8 @@ def from_run(run: Path, engine: str) -> tuple[Path, Path, dict[str, Any]]:
     rep = Path(run) / "eval_report.json"
     if rep.is_file():
         try:
-            delta = json.loads(rep.read_text())["engines"][engine].get("delta_map50_95")
-        except (ValueError, KeyError, TypeError):
+            delta = read_report(rep)["engines"][engine].get("delta_map50_95")
+        except (QParityError, KeyError):
             pass
     return model, images, {"run": str(run), "delta_map50_95": delta}
 
