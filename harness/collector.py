@@ -23,12 +23,12 @@ from .errors import QParityError
 from .fileio import write_json_atomic
 from .protocol import Protocol, locked_protocol
 from .records.base import RecordError
+from .records.preflight import PREFLIGHT_NAME, read_preflight
 from .records.report import REPORT_NAME, EvalReport, read_report  # noqa: F401  (re-exported)
 from .results import METRIC_KEYS as METRIC_NAMES, RESULT_SCHEMA, expected_protocol, validate_result
 from .rundir import RUN_NAME, read_run
 from .stability import annotate as annotate_latency
 
-PREFLIGHT_NAME = "preflight.json"
 # JSON files in a results folder that are not engine results.
 NOT_RESULTS = (REPORT_NAME, PREFLIGHT_NAME, RUN_NAME, "platform.json")
 REPORT_SCHEMA = EvalReport.VERSION
@@ -322,14 +322,9 @@ def collect(out: Path, protocol: Protocol | None = None,
     annotate_latency(entries, golden_name)  # latency spread; is each speed-up comparable
     preflight = None
     if (out / PREFLIGHT_NAME).is_file():
-        try:
-            preflight = json.loads((out / PREFLIGHT_NAME).read_text())
-            pre_engines = preflight["engines"]
-            if not isinstance(pre_engines, dict):
-                raise TypeError("engines is not an object")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise QParityError(f"unreadable preflight record ({e})", out / PREFLIGHT_NAME) from e
-        if preflight.get("run_id", scan.run_id) != scan.run_id:
+        preflight = read_preflight(out / PREFLIGHT_NAME)  # one line naming the file if corrupt
+        pre_engines = preflight["engines"]
+        if preflight["run_id"] not in (None, scan.run_id):
             scan.skipped.append({"file": PREFLIGHT_NAME, "run_id": preflight.get("run_id"),
                                  "reason": f"from run {preflight.get('run_id')}, not the run "
                                            f"collected ({scan.run_id})"})

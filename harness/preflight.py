@@ -184,13 +184,13 @@ def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None)
 
 def write_preflight(model: Path, out: Path, size: int) -> dict[str, Any]:
     """Check the model and leave the verdict where the collector puts it into the report."""
-    import json
+    from .fileio import write_json_atomic
+    from .records.preflight import PREFLIGHT_NAME, PreflightVerdict
 
-    from .collector import PREFLIGHT_NAME
-
-    verdict = check_model(model, size)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / PREFLIGHT_NAME).write_text(json.dumps(verdict, indent=1) + "\n")
+    # checked as the record before writing: a check-model bug is caught here, not by collect
+    verdict = PreflightVerdict.from_json({"schema": PreflightVerdict.VERSION,
+                                          **check_model(model, size)}).to_json()
+    write_json_atomic(Path(out) / PREFLIGHT_NAME, verdict)
     return verdict
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..errors import QParityError  # standard library only, like the records
 from .base import Record, RecordError, Section
+from .preflight import EngineVerdict, PreflightVerdict
 from .result import DataManifest, Latency, Metrics, ModelFacts
 
 REPORT_NAME = "eval_report.json"
@@ -59,7 +60,7 @@ class EngineEntry(Section):
     model_note: str | None = doc("why this model is not what the gate is for (not INT8)")
     delta_vs_qdq_ref: float | None = doc("mAP50-95 minus the reference engine's, in points")
     golden_drift: bool | None = None
-    preflight: dict[str, Any] | None = doc("what check-model predicted for this engine")
+    preflight: EngineVerdict | None = doc("what check-model predicted for this engine")
 
 
 @dataclass
@@ -103,7 +104,8 @@ class EvalReport(Record):
     model: ModelFacts | None = None
     data: DataManifest | None = None
     reference: ReferenceSummary | None = None
-    preflight: dict[str, Any] | None = doc("check-model's verdict on the model (preflight.json)")
+    preflight: PreflightVerdict | None = doc("check-model's verdict on the model "
+                                             "(preflight.json)")
     collector_env: dict[str, Any] | None = None
     demo: dict[str, Any] | None = doc("the embedded demo's own figures (qparity demo only)")
 
