@@ -18,6 +18,7 @@ OpenCV or pycocotools.
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 from dataclasses import MISSING, dataclass, fields
@@ -132,7 +133,10 @@ def version_message(kind: str, found: Any, reads: int) -> str:
 
 # --- conversion -------------------------------------------------------------------------------
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    # resolved once per class: get_type_hints evaluates every annotation string each call,
+    # which was most of the time `qparity collect` spent reading its records
     return get_type_hints(cls, include_extras=False)
 
 
