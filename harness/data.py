@@ -7,12 +7,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import QParityError
 from .fileio import sha256_file
+
+if TYPE_CHECKING:  # numpy only types read_image: the report page reads annotations without it
+    import numpy as np
 
 # The 80 category ids COCO's detectors predict, in model-class order (COCO's "80 -> 91" map).
 COCO80_TO_91 = [

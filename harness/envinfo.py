@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
+import os
 import platform
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +48,50 @@ def memory_gib() -> float | None:
     return None
 
 
+# An installed distribution's metadata folder: `<name>-<version>.dist-info` (the wheel spec
+# names it so; pip and uv install it under that name) or `<name>-<version>[-pyX.Y].egg-info`.
+_DIST_DIR = re.compile(r"^(?P<name>[A-Za-z0-9._]+?)(?:-(?P<version>[^-]+?)(?:-py[0-9.]+)?)?"
+                       r"\.(?:dist|egg)-info$")
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _installed_versions() -> dict[str, str | None]:
+    """Normalized name -> version of each distribution on sys.path, the first found winning
+    (as importlib.metadata resolves them), read from the metadata folders' names: one listing
+    per path entry, instead of importlib.metadata's import (email parsing, ~40 ms, a tenth of
+    `qparity collect`) and a search per name. None: a folder without a version in its name."""
+    found: dict[str, str | None] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:  # a zip, a missing folder
+            continue
+        for n in names:
+            m = _DIST_DIR.match(n)
+            if m:
+                found.setdefault(_normalized(m["name"]), m["version"])
+    return found
+
+
 def library_versions() -> dict[str, str]:
+    installed = _installed_versions()
     out = {}
     for name in LIBRARIES:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
+        key = _normalized(name)
+        if key not in installed:
             continue
+        version = installed[key]
+        if version is None:  # e.g. a `setup.py develop` egg-info: ask the metadata itself
+            import importlib.metadata as md
+
+            try:
+                version = md.version(name)
+            except md.PackageNotFoundError:
+                continue
+        out[name] = version
     return out
 
 

@@ -20,8 +20,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .census import ratio_text
 from .fileio import sha256_file, write_atomic
 from .emulate import emulated_of
@@ -80,6 +78,8 @@ def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, fl
             if cached.get("key") == key:
                 aps[name] = {int(k): v for k, v in cached["ap"].items()}
                 continue
+            import numpy as np  # only when not cached: `qparity collect` starts without numpy
+
             from .metrics import per_class_ap  # pycocotools: only when not cached
 
             det = np.load(f)["detections"]
@@ -88,6 +88,18 @@ def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, fl
         except Exception:
             continue
     return aps, names, ""
+
+
+def percentiles(values: list[float], qs: tuple[float, ...]) -> list[float]:
+    """numpy.percentile's default ("linear") method, to the bit, without importing numpy (which
+    would double the start-up of `qparity collect`, which writes this page)."""
+    s, out = sorted(values), []
+    for q in qs:
+        h = (len(s) - 1) * (q / 100)
+        lo = math.floor(h)
+        a, b, t = s[lo], s[min(lo + 1, len(s) - 1)], h - lo
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's _lerp
+    return out
 
 
 # ------------------------------------------------------------------ SVG helpers
@@ -245,13 +257,13 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
                  weight="bold")]
     body += x_axis(ax, top + rh * len(names) + 4, top - 6, "ms" + (" (log scale)" if log else ""))
     for i, name in enumerate(names):
-        s = np.asarray(samples[name])
+        s = samples[name]
         y = top + i * rh + rh / 2
         col = engine_colour(name)
         lat = report["engines"][name].get("latency_ms") or {}
-        p5, q1, med, q3, p95 = np.percentile(s, [5, 25, 50, 75, 95])
+        p5, q1, med, q3, p95 = percentiles(s, (5, 25, 50, 75, 95))
         body.append(text(left - 8, y + 4, name, "end"))
-        jitter = (np.arange(len(s)) * 0.618034) % 1.0 - 0.5  # deterministic, spreads the dots
+        jitter = [(k * 0.618034) % 1.0 - 0.5 for k in range(len(s))]  # deterministic spread
         body.append("".join(f'<circle cx="{ax(v):.1f}" cy="{y + j * (rh - 18):.1f}" r="1.6" '
                             f'fill="{col}" opacity="0.35"/>' for v, j in zip(s, jitter)))
         body.append(f'<line x1="{ax(p5):.1f}" y1="{y}" x2="{ax(p95):.1f}" y2="{y}" stroke="#333"/>')
