@@ -77,3 +77,17 @@ def test_the_schema_refuses_what_the_reader_refuses(run_folder):
     for bad in ({**r, "surprise": 1}, {**r, "status": "great"},
                 {**r, "metrics": {**r["metrics"], "map50": "high"}}):
         assert not v.is_valid(bad)
+
+
+def test_the_marks_of_an_emulated_run_validate(tmp_path):
+    """What harness/emulate.py writes into a result in the emulated engine process (its CPUID
+    flags as this process sees them): the `emulated` block and the truthful env.cpu."""
+    from harness import emulate
+    from harness.records.result import EngineResult
+    from harness.results import new_result
+
+    r = new_result("ort-cpu", locked_protocol(), "run-1")
+    emulate.mark_result(r, "avx2")
+    r = json.loads(json.dumps(r))
+    published("engine-result").validate(r)
+    assert EngineResult.from_json(r).emulated.qemu_model == "EPYC-Rome"
