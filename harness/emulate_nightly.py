@@ -58,7 +58,7 @@ def cmd_emulate_nightly(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .emulate import check_and_say
-    from .nightly import cmd_nightly
+    from .nightly.command import cmd_nightly
 
     console = Console(stderr=True)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]

@@ -22,9 +22,10 @@ import pytest
 from test_nightly import Lab, edited_copy, lab, qparity_main  # noqa: F401  (lab: fixture)
 
 from harness.errors import QParityError
-from harness.history import (POLICY, HistoryStore, TrendPolicy, analyse, analyse_series,
-                             ingest_folder, news)
-from harness.nightly import append_history, nightly
+from harness.history.ingest import append_nightly, ingest_folder
+from harness.history.store import HistoryStore
+from harness.history.trend import POLICY, TrendPolicy, analyse, analyse_series, news
+from harness.nightly.judge import nightly
 
 DATES = [f"2026-01-0{d}T02:17:00Z" for d in range(1, 6)]
 
@@ -44,7 +45,7 @@ def store(lab: Lab, tmp_path_factory) -> Path:
                  "intel": lab.platform(d / "intel", lab.run("ort-cpu", 2), intel_sleepy)}
         rep = nightly(plats, d / "out", ["cpu-x86", "intel"], "cpu-x86", run_id=f"n{night}",
                       date=date)
-        append_history(path, rep, d / "out", f"n{night}", date)
+        append_nightly(path, rep, d / "out", f"n{night}", date)
     return path
 
 

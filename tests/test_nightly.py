@@ -30,7 +30,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from harness.engines import EngineConfig
 from harness.engines.ort_cpu import OrtCpuEngine
-from harness.nightly import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
+from harness.nightly.judge import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
 from harness.protocol import locked_protocol
 from harness.fileio import write_json_atomic
 from harness.runner import RunRequest, execute
@@ -489,7 +489,7 @@ def test_workflow_commands_parse_with_the_real_cli(workflow, monkeypatch):
         "nightly", "--platforms", "intel=platforms/qparity-results-intel", "--expected",
         "cpu-x86,intel", "--reference", "cpu-x86", "--out", "nightly", "--history",
         "results/history.sqlite", "--run-id", "gh-1"])
-    assert nightly_args.func.__module__ == "harness.nightly"
+    assert nightly_args.func.__module__ == "harness.nightly.command"
     line = " ".join(steps["History trend and page"]["run"].replace("\\\n", " ").split())
     argv = line.replace('"$QPARITY_HISTORY"', "results/history.sqlite").split()[1:]
     assert ap.parse_args(argv).html == "nightly/history.html"

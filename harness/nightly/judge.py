@@ -1,4 +1,4 @@
-"""`qparity nightly`: one verdict over the results of every platform, then the history append.
+"""The nightly's judgement: one verdict over the results of every platform.
 
 Input: one results folder per platform (what `docker compose --profile <p> up` leaves, downloaded
 from the platform jobs' artifacts), optionally with a `platform.json` the job wrote beside the
@@ -15,11 +15,11 @@ finding, reported apart from engine failures. An expected platform without resul
 
 Exit status as the collector's: 0 pass, 1 fail (an engine outside the gate, a golden drift),
 2 error (a platform missing or unusable, an engine that did not run, no reference to judge by).
+Judging only: no terminal output here (`render`), no argument parsing (`command`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME, collect,
-                        load_results, map_delta)
-from .errors import QParityError
-from .protocol import locked_protocol
-from .fileio import write_json_atomic
-from .results import RESULT_SCHEMA
+from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME, collect,
+                         load_results, map_delta)
+from ..errors import QParityError
+from ..fileio import write_json_atomic
+from ..protocol import locked_protocol
+from ..results import RESULT_SCHEMA
 
 NIGHTLY_REPORT = "nightly_report.json"
 NIGHTLY_SUMMARY = "nightly_summary.md"
@@ -43,8 +43,6 @@ SEVERITY = {"error": 2, "fail": 1, "note": 0}
 SAME_ACROSS_PLATFORMS = (("model-mismatch", "model", "sha256", "model file"),
                          ("data-mismatch", "data", "image_list_sha256", "image list"),
                          ("data-mismatch", "data", "annotations_sha256", "annotation file"))
-CELL_STYLE = {"pass": "bold green", "reference": "cyan", "fail": "bold red", "error": "bold red",
-              "unavailable": "yellow", "missing": "bold red", "not run": "dim"}
 
 
 @dataclass
@@ -279,201 +277,3 @@ def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
                                                "census", "quantized_in_file")}
                     for n, e in (rep.get("engines") or {}).items()},
     }
-
-
-# ------------------------------------------------------------------------------ output
-
-def nightly_table(report: dict[str, Any]):
-    from rich.table import Table
-    from rich.text import Text
-
-    golden, ref = report["golden"], report["reference_platform"]
-    t = Table(title=f"qparity nightly: {len(report['engines_order'])} engine(s) x "
-                    f"{len(report['platforms_order'])} platform(s); each engine vs its own "
-                    f"platform's golden {golden}, each golden vs platform {ref} "
-                    f"(tolerance {report['tolerance_map50_95']} mAP points)",
-              title_justify="left", header_style="bold", show_lines=True)
-    t.add_column("engine", no_wrap=True)
-    for name in report["platforms_order"]:
-        p = report["platforms"][name]
-        host = p["host"]["cpu"] or ""
-        gpus = ", ".join(p["host"]["gpus"] or [])
-        head = name + (" (ref)" if name == ref else "") + (f"\n{host}" if host else "") + \
-            (f"\n{gpus}" if gpus else "")
-        t.add_column(head, justify="right", no_wrap=True)
-    for engine in report["engines_order"]:
-        cells = [Text(engine + (" (golden)" if engine == golden else ""),
-                      style="bold" if engine == golden else "")]
-        for name in report["platforms_order"]:
-            cells.append(cell_text(report, name, engine))
-        t.add_row(*cells)
-    verdicts = [Text("platform verdict")]
-    for name in report["platforms_order"]:
-        p = report["platforms"][name]
-        v = p["verdict"] if p["status"] == "ok" else p["status"]
-        verdicts.append(Text(v or "-", style=CELL_STYLE.get(v, "bold red" if v == "error" else "")))
-    t.add_row(*verdicts)
-    return t
-
-
-def cell_text(report: dict[str, Any], platform: str, engine: str):
-    from rich.text import Text
-
-    p = report["platforms"][platform]
-    if p["status"] != "ok":
-        return Text(p["status"], style=CELL_STYLE.get(p["status"], "bold red"))
-    e = p["engines"].get(engine)
-    if e is None:
-        return Text("not run", style="dim")
-    status = e["status"]
-    golden = engine == report["golden"]
-    gc = p.get("golden_check") or {}
-    drift = golden and gc.get("drift")
-    out = Text(("DRIFT " if drift else "") + status,
-               style="bold red" if drift else CELL_STYLE.get(status, ""))
-    m = (e.get("metrics") or {}).get("map50_95")
-    if m is not None:
-        if golden:
-            d = gc.get("delta_map50_95")
-            rel = "" if platform == report["reference_platform"] else \
-                f" Δref {d:+.2f}" if d is not None else " Δref ?"
-        else:
-            d = e.get("delta_map50_95")
-            rel = f" Δ {d:+.2f}" if d is not None else ""
-        out.append(f"\n{m:.2f}{rel}", style="bold red" if status == "fail" or drift else "")
-    if e.get("census"):  # what really ran in int8 on this platform
-        from .census import ratio_text
-
-        out.append(f"\nint8 {ratio_text(e['census'], e.get('quantized_in_file'))}")
-    med = (e.get("latency_ms") or {}).get("median")
-    if med is not None:
-        out.append(f"\n{med:.3f} ms")
-    elif (p.get("host") or {}).get("emulated"):  # harness/emulate.py: never a latency
-        out.append(f"\n{p['host']['emulated']}", style="yellow")
-    return out
-
-
-def print_nightly(report: dict[str, Any], console=None) -> None:
-    from .report import wide_console
-
-    console = console or wide_console()
-    console.print(nightly_table(report))
-    style = {"error": "bold red", "fail": "bold red", "note": "yellow"}
-    for f in report["findings"]:
-        where = f["platform"] + (f"/{f['engine']}" if f["engine"] else "")
-        console.print(f"[{style[f['severity']]}]{f['kind']}[/] {where}: {f['reason']}",
-                      highlight=False)
-    colour = "green" if report["verdict"] == "pass" else "red"
-    console.print(f"nightly verdict: [bold {colour}]{report['verdict']}[/] "
-                  f"(exit {report['exit_code']})")
-
-
-def summary_markdown(report: dict[str, Any]) -> str:
-    """The same table for a CI job summary (GitHub renders it on the run's page)."""
-    plats = report["platforms_order"]
-    lines = [f"## qparity nightly: **{report['verdict']}** (exit {report['exit_code']})", "",
-             f"Golden `{report['golden']}` per platform; reference platform "
-             f"`{report['reference_platform']}`; tolerance {report['tolerance_map50_95']} mAP points.",
-             "", "| engine | " + " | ".join(plats) + " |", "|---|" + "---|" * len(plats)]
-    for engine in report["engines_order"]:
-        cells = [cell_text(report, p, engine).plain.replace("\n", "<br>") for p in plats]
-        lines.append(f"| {engine} | " + " | ".join(cells) + " |")
-    if report["findings"]:
-        lines += ["", "| severity | finding | where | reason |", "|---|---|---|---|"]
-        for f in report["findings"]:
-            where = f["platform"] + (f"/{f['engine']}" if f["engine"] else "")
-            lines.append(f"| {f['severity']} | {f['kind']} | {where} | "
-                         f"{f['reason'].replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------------ the command
-
-def append_history(store_path: Path, report: dict[str, Any], out: Path, run_id: str,
-                   date: str) -> None:
-    from .history import HistoryStore
-
-    with HistoryStore(store_path) as store:
-        for name, p in report["platforms"].items():
-            if p["status"] != "ok":
-                continue
-            work = out / "platforms" / name
-            collected = json.loads((work / REPORT_NAME).read_text())
-            for e, entry in p["engines"].items():  # keep the nightly's "missing" cells too
-                collected["engines"].setdefault(e, entry)
-            results = load_results(work)
-            for e, entry in collected["engines"].items():
-                results.setdefault(e, {"engine": e, "status": entry["status"],
-                                       "reason": entry.get("reason", "")})
-            store.append_platform(run_id, date, name, results, collected)
-        store.record_nightly(run_id, date, report["verdict"], report["exit_code"],
-                             report["reference_platform"],
-                             {n: {"status": p["status"], "verdict": p["verdict"]}
-                              for n, p in report["platforms"].items()}
-                             | {"findings": report["findings"]})
-
-
-def default_run_id(date: str) -> str:
-    import os
-
-    gh = os.environ.get("GITHUB_RUN_ID")
-    return f"gh-{gh}" if gh else f"local-{date}"
-
-
-def cmd_nightly(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .history import DEFAULT_STORE, HistoryStore, analyse, news, utc_now
-
-    date = args.date or utc_now()
-    run_id = args.run_id or default_run_id(date)
-    expected = [p.strip() for p in (args.expected or "").split(",") if p.strip()]
-    report = nightly(platform_folders(args.platforms), Path(args.out), expected,
-                     args.reference, args.golden_drift, run_id, date)
-    print_nightly(report)
-    out = Path(args.out)
-    (out / NIGHTLY_SUMMARY).write_text(summary_markdown(report))
-    err = Console(stderr=True)
-    if not args.no_history:
-        store_path = Path(args.history or DEFAULT_STORE)
-        append_history(store_path, report, out, run_id, date)
-        with HistoryStore(store_path) as store:
-            trend = analyse(store.rows())
-        found = news(trend, run_id)
-        report["history"] = {"store": str(store_path), "run_id": run_id, "news": found}
-        write_json_atomic(out / NIGHTLY_REPORT, report)
-        if found:
-            from .report import wide_console
-
-            c = wide_console()
-            for n in found:
-                for note in n["notes"]:
-                    c.print(f"[bold magenta]history[/] {n['platform']}/{n['engine']}: {note}",
-                            highlight=False)
-        err.print(f"history: {len(report['platforms'])} platform(s) of run {run_id} appended to "
-                  f"{store_path}", highlight=False)
-    err.print(f"report: {out / NIGHTLY_REPORT}", highlight=False)
-    return report["exit_code"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "nightly", help="one verdict over every platform's results folder (engines x platforms), "
-                        "then append them to the history store")
-    p.add_argument("--platforms", nargs="*", default=[], metavar="[NAME=]DIR",
-                   help="one results folder per platform; NAME defaults to the folder's "
-                        "platform.json, else the folder name")
-    p.add_argument("--expected", help="comma-separated platforms that should have results; one "
-                                      "without a folder, or with an empty one, is `missing`")
-    p.add_argument("--reference", help="platform whose golden run the others' goldens are judged "
-                                       "against (default: the first expected platform)")
-    p.add_argument("--golden-drift", choices=["fail", "warn"], default="fail",
-                   help="a golden drift fails the nightly (default) or is only reported")
-    p.add_argument("--out", required=True, help="folder for nightly_report.json, the summary and "
-                                                "each platform's re-collected report")
-    p.add_argument("--history", metavar="PATH", help="history store (results/history.sqlite)")
-    p.add_argument("--no-history", action="store_true", help="do not append to the history")
-    p.add_argument("--run-id", help="run id in the history (default gh-$GITHUB_RUN_ID, or "
-                                    "local-<date>); a second append of the same id replaces it")
-    p.add_argument("--date", help="ISO date-time of the run (default: now, UTC)")
-    p.set_defaults(func=cmd_nightly)
