@@ -19,8 +19,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -29,7 +30,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from harness.engines import EngineConfig
+from harness import runner
 from harness.engines.ort_cpu import OrtCpuEngine
+from harness.latency import measure
 from harness.nightly.judge import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
 from harness.protocol import locked_protocol
 from harness.fileio import write_json_atomic
@@ -56,13 +59,31 @@ class JitterEngine(OrtCpuEngine):
         return out
 
 
+class VirtualClock:
+    """A clock for the latency protocol that moves only when SleepyEngine says so: a latency
+    test then does not depend on how loaded the machine is (no test here is timed)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def advance(self, ms: float) -> None:
+        self.ns += round(ms * 1e6)
+
+
+SLEEPY_CLOCK = VirtualClock()
+
+
 class SleepyEngine(OrtCpuEngine):
-    """ORT plus a fixed sleep per inference (engine option sleep_ms): a slower build."""
+    """ORT that takes `sleep_ms` (engine option) per inference on SLEEPY_CLOCK, the clock its
+    runs are timed by (Lab.run): a slower build whose every latency sample is exactly sleep_ms."""
 
     name = "sleepy"
 
     def run(self, x):
-        time.sleep(float(self.config.options.get("sleep_ms", "0")) / 1000)
+        SLEEPY_CLOCK.advance(float(self.config.options.get("sleep_ms", "0")))
         return super().run(x)
 
 
@@ -148,26 +169,17 @@ class Lab:
         key = (engine, threads, str(model or self.model), tuple(sorted(options.items())))
         if key not in self._runs:
             out = self.root / "runs" / f"r{len(self._runs)}"
-            old = os.environ.get("QPARITY_EXTRA_ENGINES")
-            os.environ["QPARITY_EXTRA_ENGINES"] = PLUGINS
-            try:
+            # the sleepy engine is timed by its own clock (the runner's measure, clock injected)
+            timing = partial(measure, clock=SLEEPY_CLOCK) if engine == "sleepy" else measure
+            with mock.patch.dict(os.environ, {"QPARITY_EXTRA_ENGINES": PLUGINS}), \
+                    mock.patch.object(runner, "measure", timing):
                 r = execute(RunRequest(engine, model or self.model, self.data / "val2017",
                                        self.data / "annotations" / "instances_val2017.json", out,
                                        PROTOCOL, None, EngineConfig(threads=threads, options=options)),
                             show_progress=False)
-            finally:
-                if old is None:
-                    os.environ.pop("QPARITY_EXTRA_ENGINES")
-                else:
-                    os.environ["QPARITY_EXTRA_ENGINES"] = old
             assert r["status"] == "ok", r["reason"]
             self._runs[key] = out / f"{engine}.json"
         return self._runs[key]
-
-    def fresh(self, engine: str, threads: int = 1, **options: str) -> Path:
-        """A new real run, never the cached one (timings that differ run to run)."""
-        self._runs.pop((engine, threads, str(self.model), tuple(sorted(options.items()))), None)
-        return self.run(engine, threads, **options)
 
     def platform(self, dest: Path, *files: Path, meta: dict | None = None) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
