@@ -11,7 +11,7 @@ The names below are the ones readers of the history have always imported from
 """
 
 from .command import cmd_history, register
-from .ingest import append_nightly, ingest_folder
+from .ingest import append_nightly, ingest_folder, ingest_nightly
 from .render import print_history, trend_tables
 from .store import (COLUMNS, DEFAULT_STORE, STORE_SCHEMA, HistoryStore, compact_env, host_of,
                     result_row, utc_now)
@@ -19,5 +19,5 @@ from .trend import POLICY, Point, TrendPolicy, analyse, analyse_series, news
 
 __all__ = ["COLUMNS", "DEFAULT_STORE", "POLICY", "STORE_SCHEMA", "HistoryStore", "Point",
            "TrendPolicy", "analyse", "analyse_series", "append_nightly", "cmd_history",
-           "compact_env", "host_of", "ingest_folder", "news", "print_history", "register",
+           "compact_env", "host_of", "ingest_folder", "ingest_nightly", "news", "print_history", "register",
            "result_row", "trend_tables", "utc_now"]

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from ..options import split_kv
-from .ingest import ingest_folder
+from ..records.nightly import NIGHTLY_REPORT, read_nightly_report
+from .ingest import ingest_folder, ingest_nightly
 from .render import print_history
 from .store import DEFAULT_STORE, HistoryStore
 from .trend import POLICY, analyse, news
@@ -15,6 +16,11 @@ from .trend import POLICY, analyse, news
 
 def cmd_history(args: argparse.Namespace) -> int:
     store_path = Path(args.store)
+    nightlies = [Path(f) for f in args.add_nightly or []]
+    for folder in nightlies:  # every report readable before anything is appended
+        read_nightly_report(folder / NIGHTLY_REPORT)
+    for folder in nightlies:
+        ingest_nightly(store_path, folder, args.run_id, args.date)
     for spec in args.add or []:
         name, folder = split_kv(spec, "--add", "PLATFORM=DIR")
         ingest_folder(store_path, name, Path(folder), args.run_id, args.date)
@@ -54,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the trend and its marks as JSON")
     p.add_argument("--add", action="append", metavar="PLATFORM=DIR",
                    help="first append a collected results folder as a run of PLATFORM (repeatable)")
-    p.add_argument("--run-id", help="run id for --add (default: local-<date>)")
-    p.add_argument("--date", help="ISO date-time for --add (default: now, UTC)")
+    p.add_argument("--add-nightly", action="append", metavar="NIGHTLY_DIR",
+                   help="first append a nightly's --out folder (nightly_report.json and "
+                        "platforms/, e.g. a downloaded qparity-nightly artifact) as its run "
+                        "(repeatable)")
+    p.add_argument("--run-id", help="run id for --add (default: local-<date>) and --add-nightly "
+                                    "(default: the nightly's)")
+    p.add_argument("--date", help="ISO date-time for --add (default: now, UTC) and --add-nightly "
+                                  "(default: the nightly's)")
     p.set_defaults(func=cmd_history)

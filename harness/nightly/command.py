@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..fileio import write_json_atomic
+from ..records.nightly import News, NightlyHistory
 from .judge import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
 from .render import print_nightly, summary_markdown
 
@@ -39,8 +40,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         with HistoryStore(store_path) as store:
             trend = analyse(store.rows())
         found = news(trend, run_id)
-        report["history"] = {"store": str(store_path), "run_id": run_id, "news": found}
-        write_json_atomic(out / NIGHTLY_REPORT, report)
+        report.history = NightlyHistory(store=str(store_path), run_id=run_id,
+                                        news=[News.from_json(n, "news") for n in found])
+        write_json_atomic(out / NIGHTLY_REPORT, report.to_json())
         if found:
             from ..report import wide_console
 
@@ -49,10 +51,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
                 for note in n["notes"]:
                     c.print(f"[bold magenta]history[/] {n['platform']}/{n['engine']}: {note}",
                             highlight=False)
-        err.print(f"history: {len(report['platforms'])} platform(s) of run {run_id} appended to "
+        err.print(f"history: {len(report.platforms)} platform(s) of run {run_id} appended to "
                   f"{store_path}", highlight=False)
     err.print(f"report: {out / NIGHTLY_REPORT}", highlight=False)
-    return report["exit_code"]
+    return report.exit_code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +31,17 @@ from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAM
 from ..errors import QParityError
 from ..fileio import write_json_atomic
 from ..protocol import locked_protocol
+from ..records.nightly import (NIGHTLY_REPORT, EngineCell, Finding, GoldenCheck, Host, NightlyReport,
+                               PlatformSummary, QdqRef)
 from ..results import RESULT_SCHEMA
 
-NIGHTLY_REPORT = "nightly_report.json"
 NIGHTLY_SUMMARY = "nightly_summary.md"
 PLATFORM_META = "platform.json"
-NIGHTLY_SCHEMA = 1
 SEVERITY = {"error": 2, "fail": 1, "note": 0}
 # Where a platform must agree with the reference platform before its golden can be compared.
 SAME_ACROSS_PLATFORMS = (("model-mismatch", "model", "sha256", "model file"),
                          ("data-mismatch", "data", "image_list_sha256", "image list"),
                          ("data-mismatch", "data", "annotations_sha256", "annotation file"))
-
-
-@dataclass
-class Finding:
-    kind: str        # missing, error, model-mismatch, data-mismatch, protocol-mismatch,
-    #                  engine-fail, engine-error, golden-drift, no-reference, reference-drift
-    severity: str    # error | fail | note
-    platform: str
-    engine: str | None
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
@@ -127,10 +113,11 @@ def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, An
     own = folder / REPORT_NAME
     if own.is_file():
         try:
-            theirs = json.loads(own.read_text()).get("verdict")
-        except (OSError, json.JSONDecodeError):
-            theirs = "unreadable"
-        entry["platform_verdict"] = theirs
+            theirs = json.loads(own.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            theirs = None
+        v = theirs.get("verdict") if isinstance(theirs, dict) else None
+        entry["platform_verdict"] = v if isinstance(v, str) else "unreadable"
     return entry
 
 
@@ -144,7 +131,7 @@ def _is_result(f: Path) -> bool:
 
 def nightly(platforms: dict[str, Path], out: Path, expected: list[str] | None = None,
             reference: str | None = None, golden_drift: str = "fail",
-            run_id: str | None = None, date: str | None = None) -> dict[str, Any]:
+            run_id: str | None = None, date: str | None = None) -> NightlyReport:
     """Judge every platform, write `<out>/nightly_report.json`, return the report."""
     out = Path(out)
     expected = list(expected or [])
@@ -196,30 +183,25 @@ def nightly(platforms: dict[str, Path], out: Path, expected: list[str] | None = 
                 f.severity = "note"
     worst = max((SEVERITY[f.severity] for f in findings), default=0)
     verdict, code = {2: ("error", EXIT_ERROR), 1: ("fail", EXIT_FAIL), 0: ("pass", EXIT_PASS)}[worst]
-    report = {
-        "schema": NIGHTLY_SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "run_id": run_id, "date": date,
-        "verdict": verdict, "exit_code": code,
-        "golden": golden, "tolerance_map50_95": tolerance,
-        "reference_platform": reference, "golden_drift_policy": golden_drift,
-        "expected_platforms": expected, "platforms_order": names,
-        "engines_order": engine_order(plats, golden),
-        "model": ref_report.get("model") if ref_ok else None,
-        "data": ref_report.get("data") if ref_ok else None,
-        "findings": [f.to_dict() for f in sorted(findings, key=lambda f: -SEVERITY[f.severity])],
-        "platforms": {n: platform_summary(n, p) for n, p in plats.items()},
-    }
-    write_json_atomic(out / NIGHTLY_REPORT, report)
+    report = NightlyReport(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), run_id=run_id, date=date,
+        verdict=verdict, exit_code=code, golden=golden, tolerance_map50_95=tolerance,
+        reference_platform=reference, golden_drift_policy=golden_drift,
+        expected_platforms=expected, platforms_order=names,
+        engines_order=engine_order(plats, golden),
+        model=ref_report.get("model") if ref_ok else None,
+        data=ref_report.get("data") if ref_ok else None,
+        findings=sorted(findings, key=lambda f: -SEVERITY[f.severity]),
+        platforms={n: platform_summary(n, p) for n, p in plats.items()})
+    write_json_atomic(out / NIGHTLY_REPORT, report.to_json())
     return report
 
 
 def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, Any], ref_ok: bool,
-                 golden: str, tolerance: float, findings: list[Finding]) -> dict[str, Any]:
+                 golden: str, tolerance: float, findings: list[Finding]) -> GoldenCheck:
     """This platform's golden engine against the reference platform's."""
     mine = p["results"].get(golden)
-    check: dict[str, Any] = {"reference": reference, "delta_map50_95": None, "drift": False,
-                             "comparable": False}
+    check = GoldenCheck(reference=reference, delta_map50_95=None, drift=False, comparable=False)
     if mine is None or mine.get("status") != "ok" or not ref_ok:
         return check
     theirs = ref["results"][golden]
@@ -237,9 +219,9 @@ def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, An
                                     f"{reference}'s run"))
             return check
     delta = map_delta(mine.get("metrics"), theirs.get("metrics"))
-    check.update(delta_map50_95=delta, comparable=True,
-                 drift=delta is not None and abs(delta) > tolerance)
-    if check["drift"]:
+    check.delta_map50_95, check.comparable = delta, True
+    check.drift = delta is not None and abs(delta) > tolerance
+    if check.drift:
         findings.append(Finding("golden-drift", "fail", name, golden,
                                 f"golden {golden} mAP50-95 {delta:+.2f} points from the reference "
                                 f"platform {reference}'s golden (tolerance {tolerance}) on the same "
@@ -253,27 +235,30 @@ def engine_order(plats: dict[str, dict[str, Any]], golden: str) -> list[str]:
     return [golden] + rest + ([REFERENCE] if REFERENCE in seen else [])
 
 
-def platform_summary(name: str, p: dict[str, Any]) -> dict[str, Any]:
+def platform_summary(name: str, p: dict[str, Any]) -> PlatformSummary:
     rep = p["report"] or {}
     golden_env = ((p["results"] or {}).get(rep.get("golden")) or {}).get("env") or {}
-    return {
-        "status": p["status"], "reason": p["reason"], "folder": p["folder"],
-        "meta": p["meta"],
-        "collected_report": f"platforms/{name}/{REPORT_NAME}" if p["status"] == "ok" else None,
-        "verdict": rep.get("verdict"), "exit_code": rep.get("exit_code"),
-        "platform_verdict": p.get("platform_verdict"),
-        "model_sha256": (rep.get("model") or {}).get("sha256"),
-        "image_list_sha256": (rep.get("data") or {}).get("image_list_sha256"),
-        "images_evaluated": (rep.get("data") or {}).get("images_evaluated"),
-        "host": {"cpu": (golden_env.get("cpu") or {}).get("model"),
-                 "vnni": (golden_env.get("cpu") or {}).get("vnni"),
-                 "emulated": ((golden_env.get("cpu") or {}).get("emulated") or {}).get("label"),
-                 "gpus": [g.get("name") for g in golden_env.get("gpus") or []]},
-        "golden_check": p.get("golden_check"),
-        "qdq_ref": rep.get("reference"),
-        "engines": {n: {k: e.get(k) for k in ("status", "reason", "metrics", "delta_map50_95",
-                                               "delta_vs_qdq_ref", "latency_ms",
-                                               "speedup_vs_golden", "engine", "model_sha256",
-                                               "census", "quantized_in_file")}
-                    for n, e in (rep.get("engines") or {}).items()},
-    }
+    cpu = golden_env.get("cpu") or {}
+    ref = rep.get("reference")
+    return PlatformSummary(
+        status=p["status"], reason=p["reason"], folder=p["folder"], meta=p["meta"],
+        collected_report=f"platforms/{name}/{REPORT_NAME}" if p["status"] == "ok" else None,
+        verdict=rep.get("verdict"), exit_code=rep.get("exit_code"),
+        platform_verdict=p.get("platform_verdict"),
+        model_sha256=(rep.get("model") or {}).get("sha256"),
+        image_list_sha256=(rep.get("data") or {}).get("image_list_sha256"),
+        images_evaluated=(rep.get("data") or {}).get("images_evaluated"),
+        host=Host(cpu=cpu.get("model"), vnni=cpu.get("vnni"),
+                  emulated=(cpu.get("emulated") or {}).get("label"),
+                  gpus=[g.get("name") for g in golden_env.get("gpus") or []]),
+        golden_check=p.get("golden_check"),
+        qdq_ref=QdqRef(**{k: ref.get(k) for k in ("engine", "map50_95", "golden_delta",
+                                                  "golden_drift", "note")}) if ref else None,
+        engines={n: EngineCell(**{k: e.get(k) for k in ENGINE_CELL})
+                 for n, e in (rep.get("engines") or {}).items()})
+
+
+# What a nightly cell keeps of the collector's entry for an engine (the rest is in the
+# platform's re-collected report).
+ENGINE_CELL = ("status", "reason", "metrics", "delta_map50_95", "delta_vs_qdq_ref", "latency_ms",
+               "speedup_vs_golden", "engine", "model_sha256", "census", "quantized_in_file")
