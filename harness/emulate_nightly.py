@@ -58,7 +58,9 @@ def cmd_emulate_nightly(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .emulate import check_and_say
-    from .nightly import cmd_nightly
+    from .nightly.command import cmd_nightly
+    from .nightly.judge import NIGHTLY_REPORT
+    from .records.nightly import Emulation, read_nightly_report
 
     console = Console(stderr=True)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -81,11 +83,11 @@ def cmd_emulate_nightly(args: argparse.Namespace) -> int:
                             history=args.history, no_history=args.no_history,
                             run_id=args.run_id, date=None)
     code = cmd_nightly(ns)
-    report_path = out / "nightly" / "nightly_report.json"
-    report = json.loads(report_path.read_text())
-    report["emulation"] = {"native": native, "classes": classes, "platform_wall_s": timing,
-                           "note": "emulated platforms: accuracy only, no latency measured"}
-    write_json_atomic(report_path, report)
+    report_path = out / "nightly" / NIGHTLY_REPORT
+    report = read_nightly_report(report_path)
+    report.emulation = Emulation(native=native, classes=classes, platform_wall_s=timing,
+                                 note="emulated platforms: accuracy only, no latency measured")
+    write_json_atomic(report_path, report.to_json())
     return code
 
 

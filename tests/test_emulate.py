@@ -154,15 +154,16 @@ def test_an_emulated_run_is_accuracy_only_and_says_so_everywhere(fake_qemu, demo
     assert row["map50_95"] == r["metrics"]["map50_95"]
 
     # the nightly judges the emulated folder as a platform, against the native golden
-    rep = nightly({"native": native, "emulated-x": emu}, tmp_path / "nightly",
-                  ["native", "emulated-x"], "native")
+    report = nightly({"native": native, "emulated-x": emu}, tmp_path / "nightly",
+                     ["native", "emulated-x"], "native")
+    rep = report.to_json()
     p = rep["platforms"]["emulated-x"]
     assert p["status"] == "ok" and p["golden_check"]["comparable"]
     assert p["host"]["cpu"].startswith("emulated FakeModel")
     assert all(e["latency_ms"] is None for e in p["engines"].values())
     assert rep["platforms"]["native"]["engines"]["ort-cpu"]["latency_ms"]["n"] == 3
     cells = {line.split("|")[1].strip(): line.split("|")[2:4]
-             for line in summary_markdown(rep).splitlines() if line.startswith("| ort-cpu")}
+             for line in summary_markdown(report).splitlines() if line.startswith("| ort-cpu")}
     native_cell, emulated_cell = cells["ort-cpu"]
     assert "emulated FakeModel: accuracy only" in emulated_cell and " ms" not in emulated_cell
     assert " ms" in native_cell and "emulated" not in native_cell

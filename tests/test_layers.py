@@ -15,14 +15,14 @@ HEAVY = ("cv2", "pycocotools", "onnxruntime", "openvino", "onnx")
 
 
 @pytest.mark.parametrize("module", ["harness.collector", "harness.nightly", "harness.history",
-                                    "harness.history_html", "harness.cli"])
+                                    "harness.history.html", "harness.cli"])
 def test_light_modules_load_no_image_or_metric_library(module):
     code = (f"import sys, {module}; "
             f"print(' '.join(m for m in {HEAVY!r} + ('numpy',) if m in sys.modules))")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(got.stdout.split())
     assert not loaded & set(HEAVY), f"import {module} loads {sorted(loaded)}"
-    if module != "harness.history_html":  # which draws with numpy (its sparklines)
+    if module != "harness.history.html":  # which draws with numpy (its sparklines)
         assert "numpy" not in loaded, f"import {module} loads numpy"
 
 
@@ -69,6 +69,40 @@ def test_no_library_module_imports_the_cli():
     users = sorted(m for m, deps in import_graph().items()
                    if "harness.cli" in deps and m not in ("harness.cli", "harness.__main__"))
     assert not users, f"these modules import harness.cli: {users}"
+
+
+def external_imports(module: str) -> set[str]:
+    """The top-level names of everything `module` imports anywhere (lazy imports too)."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+# The judging modules: what they decide is read by the command, the page and the tests alike,
+# so they neither draw (rich) nor parse a command line (argparse).
+JUDGING = ("harness.nightly.judge", "harness.history.store", "harness.history.trend",
+           "harness.history.ingest")
+
+
+@pytest.mark.parametrize("module", JUDGING)
+def test_judging_modules_neither_render_nor_parse(module):
+    graph = import_graph()
+    assert module in graph  # the module exists where the layering says
+    found = external_imports(module) & {"rich", "argparse"}
+    assert not found, f"{module} imports {sorted(found)}"
+    # nor through a harness module that does (the rendering and command modules)
+    upward = {d for d in graph[module] if d.rsplit(".", 1)[-1] in ("render", "command", "html", "cli")}
+    assert not upward, f"{module} imports {sorted(upward)}"
+
+
+def test_external_imports_sees_lazy_imports():
+    """Control for the test above: the command module's argparse and its lazy rich are found."""
+    assert {"argparse", "rich"} <= external_imports("harness.nightly.command")
 
 
 def test_no_import_cycles():

@@ -19,8 +19,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -29,8 +30,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from harness.engines import EngineConfig
+from harness import runner
 from harness.engines.ort_cpu import OrtCpuEngine
-from harness.nightly import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
+from harness.latency import measure
+from harness.nightly.judge import NIGHTLY_REPORT, NIGHTLY_SUMMARY, nightly, platform_folders
+from harness.history.store import HistoryStore
+from harness.records.nightly import NIGHTLY_SCHEMA, NightlyReport, read_nightly_report
 from harness.protocol import locked_protocol
 from harness.fileio import write_json_atomic
 from harness.runner import RunRequest, execute
@@ -56,13 +61,31 @@ class JitterEngine(OrtCpuEngine):
         return out
 
 
+class VirtualClock:
+    """A clock for the latency protocol that moves only when SleepyEngine says so: a latency
+    test then does not depend on how loaded the machine is (no test here is timed)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def advance(self, ms: float) -> None:
+        self.ns += round(ms * 1e6)
+
+
+SLEEPY_CLOCK = VirtualClock()
+
+
 class SleepyEngine(OrtCpuEngine):
-    """ORT plus a fixed sleep per inference (engine option sleep_ms): a slower build."""
+    """ORT that takes `sleep_ms` (engine option) per inference on SLEEPY_CLOCK, the clock its
+    runs are timed by (Lab.run): a slower build whose every latency sample is exactly sleep_ms."""
 
     name = "sleepy"
 
     def run(self, x):
-        time.sleep(float(self.config.options.get("sleep_ms", "0")) / 1000)
+        SLEEPY_CLOCK.advance(float(self.config.options.get("sleep_ms", "0")))
         return super().run(x)
 
 
@@ -148,26 +171,17 @@ class Lab:
         key = (engine, threads, str(model or self.model), tuple(sorted(options.items())))
         if key not in self._runs:
             out = self.root / "runs" / f"r{len(self._runs)}"
-            old = os.environ.get("QPARITY_EXTRA_ENGINES")
-            os.environ["QPARITY_EXTRA_ENGINES"] = PLUGINS
-            try:
+            # the sleepy engine is timed by its own clock (the runner's measure, clock injected)
+            timing = partial(measure, clock=SLEEPY_CLOCK) if engine == "sleepy" else measure
+            with mock.patch.dict(os.environ, {"QPARITY_EXTRA_ENGINES": PLUGINS}), \
+                    mock.patch.object(runner, "measure", timing):
                 r = execute(RunRequest(engine, model or self.model, self.data / "val2017",
                                        self.data / "annotations" / "instances_val2017.json", out,
                                        PROTOCOL, None, EngineConfig(threads=threads, options=options)),
                             show_progress=False)
-            finally:
-                if old is None:
-                    os.environ.pop("QPARITY_EXTRA_ENGINES")
-                else:
-                    os.environ["QPARITY_EXTRA_ENGINES"] = old
             assert r["status"] == "ok", r["reason"]
             self._runs[key] = out / f"{engine}.json"
         return self._runs[key]
-
-    def fresh(self, engine: str, threads: int = 1, **options: str) -> Path:
-        """A new real run, never the cached one (timings that differ run to run)."""
-        self._runs.pop((engine, threads, str(self.model), tuple(sorted(options.items()))), None)
-        return self.run(engine, threads, **options)
 
     def platform(self, dest: Path, *files: Path, meta: dict | None = None) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
@@ -201,6 +215,15 @@ def edited_copy(src: Path, dest_dir: Path, **metric_shift: float) -> Path:
     return dest_dir / src.name
 
 
+def judged(platforms: dict[str, Path], out: Path, *args, **kwargs) -> dict:
+    """The nightly's report as written to disk and read back through its record (which must
+    give back what the nightly built), as the JSON document."""
+    report = nightly(platforms, out, *args, **kwargs)
+    back = read_nightly_report(Path(out) / NIGHTLY_REPORT)
+    assert back == report
+    return back.to_json()
+
+
 def cells(report: dict) -> dict[tuple[str, str], str]:
     return {(p, e): v["status"] for p, pl in report["platforms"].items()
             for e, v in pl["engines"].items()}
@@ -214,7 +237,7 @@ def kinds(report: dict) -> set[tuple[str, str, str | None]]:
 
 def test_every_platform_passes(lab, tmp_path):
     plats = lab.standard(tmp_path / "in")
-    rep = nightly(plats, tmp_path / "out", ["cpu-x86", "intel"], "cpu-x86")
+    rep = judged(plats, tmp_path / "out", ["cpu-x86", "intel"], "cpu-x86")
     assert rep["verdict"] == "pass" and rep["exit_code"] == 0 and rep["findings"] == []
     assert cells(rep) == {("cpu-x86", "ort-cpu"): "pass", ("cpu-x86", "qdq-ref"): "reference",
                           ("intel", "ort-cpu"): "pass", ("intel", "openvino"): "pass"}
@@ -235,7 +258,7 @@ def test_missing_platform_is_never_a_pass(lab, tmp_path):
     plats = lab.standard(tmp_path / "in")
     arm = lab.platform(tmp_path / "in" / "arm", meta={
         "platform": "arm", "compose_exit": 17, "job_status": "failure", "runner": "arm-01"})
-    rep = nightly({**plats, "arm": arm}, tmp_path / "out", ["cpu-x86", "intel", "nvidia", "arm"])
+    rep = judged({**plats, "arm": arm}, tmp_path / "out", ["cpu-x86", "intel", "nvidia", "arm"])
     assert rep["verdict"] == "error" and rep["exit_code"] == 2
     assert rep["platforms"]["nvidia"]["status"] == "missing"
     assert "runner offline" in rep["platforms"]["nvidia"]["reason"]
@@ -251,7 +274,7 @@ def test_failing_engine(lab, tmp_path):
     the other platform and engines untouched."""
     plats = lab.standard(tmp_path / "in")
     shutil.copy2(lab.run("jitter", 2), plats["intel"] / "jitter.json")
-    rep = nightly(plats, tmp_path / "out", ["cpu-x86", "intel"])
+    rep = judged(plats, tmp_path / "out", ["cpu-x86", "intel"])
     assert rep["verdict"] == "fail" and rep["exit_code"] == 1
     assert kinds(rep) == {("engine-fail", "intel", "jitter")}
     e = rep["platforms"]["intel"]["engines"]["jitter"]
@@ -260,7 +283,7 @@ def test_failing_engine(lab, tmp_path):
     assert ("cpu-x86", "jitter") not in cells(rep)  # not run there: not a finding
     # the same --out again, the defect gone: nothing of the earlier run is judged again
     (plats["intel"] / "jitter.json").unlink()
-    assert nightly(plats, tmp_path / "out", ["cpu-x86", "intel"])["verdict"] == "pass"
+    assert judged(plats, tmp_path / "out", ["cpu-x86", "intel"])["verdict"] == "pass"
 
 
 def test_golden_drift_is_flagged_apart_from_engine_failures(lab, tmp_path):
@@ -273,7 +296,7 @@ def test_golden_drift_is_flagged_apart_from_engine_failures(lab, tmp_path):
     avx2 = tmp_path / "in" / "cpu-avx2"
     edited_copy(lab.run("ort-cpu", 1), avx2, map50_95=-1.7)
     shutil.copy2(lab.run("qdq-ref", 1), avx2 / "qdq-ref.json")
-    rep = nightly({**plats, "cpu-avx2": avx2}, tmp_path / "out", ["cpu-x86", "intel", "cpu-avx2"],
+    rep = judged({**plats, "cpu-avx2": avx2}, tmp_path / "out", ["cpu-x86", "intel", "cpu-avx2"],
                   "cpu-x86")
     assert rep["verdict"] == "fail" and rep["exit_code"] == 1
     assert kinds(rep) == {("engine-fail", "intel", "jitter"), ("golden-drift", "cpu-avx2", "ort-cpu"),
@@ -285,12 +308,12 @@ def test_golden_drift_is_flagged_apart_from_engine_failures(lab, tmp_path):
     assert cells(rep)[("cpu-avx2", "ort-cpu")] == "pass"
     assert rep["platforms"]["intel"]["golden_check"]["drift"] is False
     # policy "warn": the drift is reported, but only the engine failure fails the nightly
-    warn = nightly({**plats, "cpu-avx2": avx2}, tmp_path / "warn", ["cpu-x86", "intel", "cpu-avx2"],
+    warn = judged({**plats, "cpu-avx2": avx2}, tmp_path / "warn", ["cpu-x86", "intel", "cpu-avx2"],
                    "cpu-x86", golden_drift="warn")
     sev = {(f["kind"], f["platform"]): f["severity"] for f in warn["findings"]}
     assert sev[("golden-drift", "cpu-avx2")] == "note" and warn["exit_code"] == 1
     plats["intel"].joinpath("jitter.json").unlink()
-    assert nightly({**plats, "cpu-avx2": avx2}, tmp_path / "warn2", None, "cpu-x86",
+    assert judged({**plats, "cpu-avx2": avx2}, tmp_path / "warn2", None, "cpu-x86",
                    golden_drift="warn")["exit_code"] == 0
 
 
@@ -299,7 +322,7 @@ def test_different_model_file_across_platforms(lab, tmp_path):
     its golden is not compared with the reference's."""
     plats = lab.standard(tmp_path / "in")
     arm = lab.platform(tmp_path / "in" / "arm", lab.run("ort-cpu", 1, model=lab.model_b))
-    rep = nightly({**plats, "arm": arm}, tmp_path / "out", ["cpu-x86", "intel", "arm"])
+    rep = judged({**plats, "arm": arm}, tmp_path / "out", ["cpu-x86", "intel", "arm"])
     assert rep["exit_code"] == 2 and kinds(rep) == {("model-mismatch", "arm", None)}
     assert rep["platforms"]["arm"]["verdict"] == "pass"  # fine on its own
     assert rep["platforms"]["arm"]["golden_check"]["comparable"] is False
@@ -311,13 +334,97 @@ def test_engine_of_the_profile_without_result_and_reference_missing(lab, tmp_pat
     file; and the reference platform is missing, so no golden can be judged."""
     intel = lab.platform(tmp_path / "in" / "intel", lab.run("ort-cpu", 2),
                          meta={"platform": "intel", "engines": ["ort-cpu", "openvino"]})
-    rep = nightly({"intel": intel}, tmp_path / "out", ["intel"], "cpu-x86")
+    rep = judged({"intel": intel}, tmp_path / "out", ["intel"], "cpu-x86")
     assert rep["platforms_order"] == ["cpu-x86", "intel"]  # the reference is always expected
     assert rep["exit_code"] == 2
     assert kinds(rep) == {("missing", "cpu-x86", None), ("engine-error", "intel", "openvino"),
                           ("no-reference", "cpu-x86", "ort-cpu")}
     assert cells(rep)[("intel", "openvino")] == "missing"
     assert rep["platforms"]["intel"]["verdict"] == "error"
+
+
+def test_nightly_report_record_round_trip(lab, tmp_path):
+    """A real nightly with every kind of section filled (a failing engine, a golden drift, the
+    qdq-ref check, a missing platform): the file read back through its record and written again
+    is the same document, and the JSON Schema derived from the record says what it holds."""
+    plats = lab.standard(tmp_path / "in")
+    shutil.copy2(lab.run("jitter", 2), plats["intel"] / "jitter.json")
+    avx2 = tmp_path / "in" / "cpu-avx2"
+    edited_copy(lab.run("ort-cpu", 1), avx2, map50_95=-1.7)
+    shutil.copy2(lab.run("qdq-ref", 1), avx2 / "qdq-ref.json")
+    report = nightly({**plats, "cpu-avx2": avx2}, tmp_path / "out",
+                     ["cpu-x86", "intel", "cpu-avx2", "nvidia"], "cpu-x86", run_id="r1",
+                     date="2026-01-01T02:17:00Z")
+    raw = json.loads((tmp_path / "out" / NIGHTLY_REPORT).read_text())
+    assert raw["schema"] == NightlyReport.VERSION == NIGHTLY_SCHEMA
+    back = read_nightly_report(tmp_path / "out" / NIGHTLY_REPORT)
+    assert back == report and back.to_json() == raw
+    assert {f.kind for f in back.findings} == {"engine-fail", "golden-drift", "reference-drift",
+                                               "missing"}
+    assert back.platforms["cpu-avx2"].golden_check.drift is True
+    assert back.platforms["cpu-x86"].qdq_ref is not None and back.platforms["nvidia"].host.cpu is None
+    schema = NightlyReport.json_schema()
+    assert schema["properties"]["schema"]["const"] == NIGHTLY_SCHEMA
+    assert set(schema["required"]) == set(raw) - {"history", "emulation"}
+    cell = schema["$defs"]["EngineCell"]["properties"]["status"]
+    assert cell["enum"] == ["pass", "fail", "reference", "error", "unavailable", "missing"]
+
+
+def edited_report(src: Path, dest: Path, edit) -> Path:
+    """A copy of a real nightly's folder whose nightly_report.json text `edit` changes."""
+    shutil.copytree(src, dest)
+    f = dest / NIGHTLY_REPORT
+    f.write_text(edit(f.read_text()))
+    return dest
+
+
+def test_a_bad_nightly_report_is_one_line_naming_the_file(lab, tmp_path, monkeypatch, capsys):
+    """Read back through `qparity history --add-nightly`: a truncated file, an older or newer
+    schema version, a NaN, a status qparity does not write, an order naming no platform: exit 2,
+    one line naming the file and the problem, nothing appended to the store."""
+    good = tmp_path / "good"
+    nightly(lab.standard(tmp_path / "in"), good, ["cpu-x86", "intel"], "cpu-x86", run_id="r1",
+            date="2026-01-01T02:17:00Z")
+
+    def field(text: str, path: tuple, value) -> str:
+        root = d = json.loads(text)
+        *up, last = path
+        for k in up:
+            d = d[k]
+        d[last] = value
+        return json.dumps(root)  # NaN is written as NaN, as json.dumps does by default
+
+    cases = {
+        "truncated": (lambda t: t[:len(t) // 2], "not a readable nightly report"),
+        "older": (lambda t: field(t, ("schema",), 0),
+                  "nightly-report schema version 0 was written by an older qparity"),
+        "newer": (lambda t: field(t, ("schema",), NIGHTLY_SCHEMA + 1),
+                  f"nightly-report schema version {NIGHTLY_SCHEMA + 1} was written by a newer "
+                  f"qparity; this one reads version {NIGHTLY_SCHEMA}: upgrade qparity"),
+        "nan": (lambda t: field(t, ("platforms", "intel", "engines", "openvino", "delta_map50_95"),
+                                float("nan")),
+                "platforms.intel.engines.openvino.delta_map50_95 is nan, not a finite number"),
+        "status": (lambda t: field(t, ("platforms", "intel", "engines", "openvino", "status"), "ok"),
+                   "platforms.intel.engines.openvino.status is 'ok', not one of"),
+        "order": (lambda t: field(t, ("platforms_order",), ["cpu-x86", "intel", "arm"]),
+                  "platforms_order ['cpu-x86', 'intel', 'arm'] does not name the platforms"),
+    }
+    store = tmp_path / "history.sqlite"
+    for name, (edit, message) in cases.items():
+        folder = edited_report(good, tmp_path / name, edit)
+        code = qparity_main(monkeypatch, "history", "--store", str(store), "--add-nightly",
+                            str(good), "--add-nightly", str(folder))
+        err = capsys.readouterr().err
+        assert code == 2, name
+        assert len(err.strip().splitlines()) == 1, err
+        assert f"{folder / NIGHTLY_REPORT}: " in err and message in err, (name, err)
+        assert not store.exists(), name  # not even the good nightly before it was appended
+    # the same good folder alone is appended as its own run
+    assert qparity_main(monkeypatch, "history", "--store", str(store), "--add-nightly",
+                        str(good)) == 0
+    with HistoryStore(store, create=False) as h:
+        assert {(r["run_id"], r["platform"]) for r in h.rows()} == {("r1", "cpu-x86"), ("r1", "intel")}
+        assert [n["verdict"] for n in h.nightlies()] == ["pass"]
 
 
 def test_platform_names_from_folders(tmp_path):
@@ -351,6 +458,8 @@ def test_cli_table_summary_and_history(lab, tmp_path, monkeypatch, capsys):
     assert "| jitter |" in md and "| error | missing | nvidia |" in md
     rep = json.loads((tmp_path / "out" / NIGHTLY_REPORT).read_text())
     assert rep["history"]["run_id"] == "n1" and rep["run_id"] == "n1"
+    back = read_nightly_report(tmp_path / "out" / NIGHTLY_REPORT)  # the history section too
+    assert back.to_json() == rep and back.history.store == str(store)
     import sqlite3
 
     with sqlite3.connect(store) as db:
@@ -489,7 +598,7 @@ def test_workflow_commands_parse_with_the_real_cli(workflow, monkeypatch):
         "nightly", "--platforms", "intel=platforms/qparity-results-intel", "--expected",
         "cpu-x86,intel", "--reference", "cpu-x86", "--out", "nightly", "--history",
         "results/history.sqlite", "--run-id", "gh-1"])
-    assert nightly_args.func.__module__ == "harness.nightly"
+    assert nightly_args.func.__module__ == "harness.nightly.command"
     line = " ".join(steps["History trend and page"]["run"].replace("\\\n", " ").split())
     argv = line.replace('"$QPARITY_HISTORY"', "results/history.sqlite").split()[1:]
     assert ap.parse_args(argv).html == "nightly/history.html"
@@ -535,7 +644,7 @@ def test_plan_step_drops_offline_runners_which_then_show_as_missing(workflow, la
     assert out["count"] == "2" and out["expected"] == "cpu-x86,intel,nvidia"
     ran = {p["name"] for p in json.loads(out["matrix"])}
     plats = {n: d for n, d in lab.standard(tmp_path / "in").items() if n in ran}
-    rep = nightly(plats, tmp_path / "out", out["expected"].split(","))
+    rep = judged(plats, tmp_path / "out", out["expected"].split(","))
     assert rep["platforms"]["nvidia"]["status"] == "missing" and rep["exit_code"] == 2
 
 

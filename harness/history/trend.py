@@ -1,6 +1,13 @@
-"""The history's judgement: per (platform, engine) series of nightly rows, each point compared
-with its comparable predecessors (a rolling median of latency, the accuracy of the run before).
-No storage and no rendering here: `history` keeps the rows, `history_html` draws them."""
+"""The history's judgement: per (platform, engine) series of stored rows, each point compared
+with its comparable predecessors. Judged per series, never across platforms, since timings from
+different machines are not comparable:
+- accuracy change: mAP50-95 differs from the previous run of the same series on the same model
+  file, data and protocol. For a deterministic evaluator any change is news, and for the golden
+  engine it moves the gate of every other engine.
+- latency regression: median above the rolling median of the previous `window` runs of the
+  same series (same model file, machine and protocol) by more than `latency_threshold`.
+The policy is `POLICY`, below: the one place its numbers live. No storage and no rendering
+here: `store` keeps the rows, `render` and `html` draw them."""
 
 from __future__ import annotations
 

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import QParityError
-from .history_trend import POLICY, Point, news
-from .palette import engine_colour  # the same colour per engine as on the run's report.html
+from ..errors import QParityError
+from ..palette import engine_colour  # the same colour per engine as on the run's report.html
+from .trend import POLICY, Point, news
 
 Series = dict[tuple[str, str], list[Point]]
 
