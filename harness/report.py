@@ -35,7 +35,8 @@ def _num(v: Any, fmt: str = "{:.2f}", style: str = "") -> Text:
 def mostly_float(name: str, e: dict[str, Any]) -> bool:
     """Fewer than half of the file's quantized compute ops really ran in int8."""
     c = e.get("census")
-    return bool(c) and name != "qdq-ref" and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
+    reference = e.get("reference") or e.get("status") == "reference"  # float by design
+    return bool(c) and not reference and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
 
 
 def speedup_cell(e: dict[str, Any]) -> Text:

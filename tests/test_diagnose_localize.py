@@ -12,6 +12,7 @@ import harness.cli as cli
 from harness.diagnose.graph import QdqGraph
 from harness.diagnose.localize import Side, image_inputs, in_context, localize, search
 from harness.engines.openvino import OpenVinoEngine
+from harness.errors import QParityError
 from harness.ptq import quantize
 
 BAD = "b2.out_QuantizeLinear_Output"
@@ -160,3 +161,9 @@ def test_localize_bad_input_is_one_line(models, monkeypatch, capsys):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("harness.diagnose",))
     assert cli.main(["localize", "--model", str(good), "--engine", "nope", "--data", str(data)]) == 2
     assert "unknown engine 'nope'" in capsys.readouterr().err
+
+
+def test_an_engine_that_cannot_run_a_subgraph_is_refused_by_its_capability(models):
+    good, _, data = models
+    with pytest.raises(QParityError, match="tensorrt cannot run a cut subgraph"):
+        localize(good, "tensorrt", "qdq-ref", None, data, images=1, threads=1)

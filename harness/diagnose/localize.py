@@ -8,7 +8,7 @@ tensors of the model, taken as their dequantized values and measured in quantiza
 rounding noise two correct integer pipelines may legitimately show.
 
 How each side exposes a tensor:
-- `cut` (every engine except qdq-ref): the engine compiles its own model truncated at that
+- `cut` (every engine whose arithmetic may depend on what is a graph output): the engine compiles its own model truncated at that
   tensor: the unchanged nodes upstream of it, the tensor (through its own DequantizeLinear, and
   a Reshape to [1, C, H*W] that fits every engine's output contract) the only output. The
   engine fuses what is upstream exactly as in the full model: everything that feeds the tensor,
@@ -17,7 +17,7 @@ How each side exposes a tensor:
   which stops ONNX Runtime from folding some Q/DQ pairs). What a cut cannot reproduce is a fusion
   with a node *after* the tensor (a later Add fused into its convolution as a post-op); in the
   full model that tensor is then never materialised at all.
-- `outputs` (qdq-ref): one session with every tensor as an extra output. With graph optimizations
+- `outputs` (an engine flagged EXTRA_OUTPUTS_EXACT: qdq-ref): one session with every tensor as an extra output. With graph optimizations
   off nothing is fused whatever the outputs are, so this is exact (a test checks it equals cuts).
 
 Search: a cut is one compile per probed tensor, so not every tensor is probed. Divergence
@@ -106,11 +106,14 @@ class Side:
             raise QParityError(f"not a valid ONNX model ({e})", self.model_path) from e
         self.graph = QdqGraph(model)
         cls = engine_class(self.engine)
+        if not cls.RUNS_SUBGRAPHS:
+            raise QParityError(f"engine {self.engine} cannot run a cut subgraph (named inputs "
+                               f"and outputs), which localize needs")
         reason = cls.probe()
         if reason:
             raise QParityError(f"engine {self.engine} cannot run here: {reason}")
         self.cls = cls
-        self.method = "outputs" if transparent(cls) else "cut"
+        self.method = "outputs" if cls.EXTRA_OUTPUTS_EXACT else "cut"
 
     def label(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in self.options.items())
@@ -173,14 +176,6 @@ class Side:
             path.unlink(missing_ok=True)
         for k, qt in enumerate(self.graph.tensors):
             self._cache[qt.name] = np.concatenate([np.asarray(o[k], np.float32) for o in per_image])
-
-
-def transparent(cls: type) -> bool:
-    """Engines whose arithmetic does not depend on which tensors are graph outputs: ONNX Runtime
-    with every graph optimization off runs each node by its definition (qdq-ref)."""
-    from ..engines.ort_cpu import OrtCpuEngine
-
-    return issubclass(cls, OrtCpuEngine) and getattr(cls, "graph_opt_level", "") == "ORT_DISABLE_ALL"
 
 
 # ----------------------------------------------------------------------------- comparison

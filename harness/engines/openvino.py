@@ -9,6 +9,7 @@ import numpy as np
 
 from ..census import ExecutedOp, summarize
 from .base import Engine, EngineFailure, EngineUnavailable
+from .rules import Finding, ModelFacts
 
 COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
 INT8_PRECISIONS = {"u8", "i8"}  # runtimePrecision of a layer running an integer kernel
@@ -20,6 +21,17 @@ class OpenVinoEngine(Engine):
              "model execution only: the input is shared with the request (no copy), the output "
              "stays in the request's tensor (no copy out); OpenVINO's own request latency is "
              "recorded beside each sample")
+
+    RUNS_SUBGRAPHS = True
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        if facts.signed_activations and not facts.vnni:
+            return [Finding("signed-int8-no-vnni", "warn", [cls.name],
+                            "signed int8 activations on a CPU without VNNI: OpenVINO's int8 "
+                            "kernels were measured wrong on this CPU class (SPEC.md); compare "
+                            "against qdq-ref")]
+        return []
 
     @classmethod
     def probe(cls) -> str | None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..census import ExecutedOp, summarize
 from .base import Engine, EngineFailure, EngineUnavailable
+from .rules import Finding, ModelFacts
 
 # Integer kernels ONNX Runtime fuses Q/DQ patterns into; everything else that multiplies
 # matrices runs in float on dequantized values.
@@ -33,6 +34,26 @@ class OrtCpuEngine(Engine):
              "memory, the output returned in a new host array")
 
     OPTIONS = {"allow_spinning": "0: threads never spin, in the latency protocol too (default 1)"}
+    RUNS_SUBGRAPHS = True
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        out = []
+        if facts.ort_error:
+            out.append(Finding("unrunnable", "refuse", [cls.name],
+                               f"onnxruntime cannot run it: {facts.ort_error}"))
+        if facts.float_bias_convs:  # ORT fuses DQ->Conv->Q into an integer kernel only with an int32 bias
+            out.append(Finding(
+                "float-bias", "warn", [cls.name],
+                f"{len(facts.float_bias_convs)} of {len(facts.quantized_convs)} quantized "
+                "convolutions have float biases: ONNX Runtime may not fuse those into integer "
+                "kernels and then runs them in float (correct, not INT8 speed); the result's "
+                "census says what ran", list(facts.float_bias_convs)))
+        if facts.signed_activations and not facts.vnni:
+            out.append(Finding("signed-int8-no-vnni", "warn", [cls.name],
+                               "signed int8 activations on a CPU without VNNI: u8 x s8 integer "
+                               "kernels can saturate (SPEC.md); compare against qdq-ref"))
+        return out
 
     @classmethod
     def probe(cls) -> str | None:
