@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .diagnose.graph import with_outputs
+from .diagnose.graph import graph_input, with_outputs
 from .engines.rules import Finding, ModelFacts
 from .errors import QParityError
 from .ptq import tensor_consumers
@@ -92,7 +92,9 @@ def model_facts(path: Path, model: onnx.ModelProto, cpu_flags: list[str]) -> Mod
 
 def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict[str, Any]]:
     """Max |value| of each input of every quantized Concat, from one float inference."""
-    import onnxruntime as ort
+    import tempfile
+
+    from .engines.qdq_ref import QdqReferenceEngine
 
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -102,14 +104,18 @@ def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict
         or all(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))]
     if not concats:
         return []
-    probe = with_outputs(model, sorted({i for c in concats for i in c.input}))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = sorted({i for c in concats for i in c.input})
     x = np.random.default_rng(seed).uniform(0, 1, (1, 3, size, size)).astype(np.float32)
-    names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+    # the model's own arithmetic, every Concat input an output: the reference engine (qdq-ref)
+    eng = QdqReferenceEngine()
+    with tempfile.TemporaryDirectory(prefix="qparity-preflight-") as tmp:
+        path = Path(tmp) / "probe.onnx"
+        onnx.save(with_outputs(model, names), str(path))
+        eng.load(path)
+        try:
+            values = eng.run_named({graph_input(model): x}, names)
+        finally:
+            eng.close()
     out = []
     for c in concats:
         ranges = [float(np.abs(values[i]).max()) if values[i].size else 0.0 for i in c.input]

@@ -167,3 +167,43 @@ def test_an_engine_that_cannot_run_a_subgraph_is_refused_by_its_capability(model
     good, _, data = models
     with pytest.raises(QParityError, match="tensorrt cannot run a cut subgraph"):
         localize(good, "tensorrt", "qdq-ref", None, data, images=1, threads=1)
+
+
+def test_against_an_engine_that_cuts_gives_the_same_finding(models):
+    """Both sides cut (ort-cpu against ort-cpu): the cut tensors keep their own shapes, so the
+    in-context check can feed them (a flattened [1, C, H*W] cut once broke it)."""
+    good, bad, data = models
+    f = localize(bad, "ort-cpu", "ort-cpu", good, data, images=2, threads=1, exhaustive=True)
+    assert f["method"] == {"engine": "cut", "against": "cut"}
+    assert f["first_divergence"]["tensor"] == BAD == f["first_fault"]["tensor"]
+    assert [o["tensor"] for o in f["origins"]] == [BAD]
+
+
+@pytest.mark.parametrize("engine", ["ort-cpu", pytest.param("openvino", marks=needs_openvino)])
+def test_run_named_returns_named_outputs_in_their_own_shapes(models, tmp_path, engine):
+    from harness.diagnose.graph import cut, float_output, graph_input
+    from harness.engines import EngineConfig, engine_class
+
+    good, _, data = models
+    xs, _ = image_inputs(data, 1)
+    g = QdqGraph(onnx.load(str(good)))
+    qt = g.by_name[BAD]
+    model, fname = float_output(g.model, qt)
+    onnx.save(cut(model, fname), str(tmp_path / "cut.onnx"))
+    ref = Side("qdq-ref", good, {}, 1, tmp_path).values(BAD, xs)
+    eng = engine_class(engine)(EngineConfig(threads=1))
+    eng.load(tmp_path / "cut.onnx")
+    try:
+        out = eng.run_named({graph_input(model): xs[0]}, [fname])
+    finally:
+        eng.close()
+    assert list(out) == [fname] and out[fname].shape == ref.shape  # [1, C, H, W], not flattened
+    assert np.abs(out[fname] - ref).max() <= 1.001 * float(qt.params.scale)
+
+
+def test_an_engine_without_subgraphs_says_so_when_asked():
+    from harness.engines.base import EngineFailure
+    from harness.engines.tensorrt import TensorRtEngine
+
+    with pytest.raises(EngineFailure, match="tensorrt cannot run a cut subgraph"):
+        TensorRtEngine().run_named({"x": np.zeros((1, 3, 4, 4), np.float32)})

@@ -9,8 +9,8 @@ rounding noise two correct integer pipelines may legitimately show.
 
 How each side exposes a tensor:
 - `cut` (every engine whose arithmetic may depend on what is a graph output): the engine compiles its own model truncated at that
-  tensor: the unchanged nodes upstream of it, the tensor (through its own DequantizeLinear, and
-  a Reshape to [1, C, H*W] that fits every engine's output contract) the only output. The
+  tensor: the unchanged nodes upstream of it, the tensor (through its own DequantizeLinear) the
+  only output, read by name (`Engine.run_named`). The
   engine fuses what is upstream exactly as in the full model: everything that feeds the tensor,
   including its own output quantization, is there. Adding a graph output to the full model
   instead would change what an optimizing engine may fuse (a graph output must be materialised,
@@ -143,15 +143,17 @@ class Side:
     def _cut(self, qt_name: str, xs: list[np.ndarray]) -> np.ndarray:
         import onnx
 
-        from .graph import cut, float_output
+        from .graph import cut, float_output, graph_input
 
         qt = self.graph.by_name[qt_name]
         model, fname = float_output(self.graph.model, qt)
+        image = graph_input(model)
         path = self.workdir / f"{self.engine}-{qt.index:04d}.onnx"
         onnx.save(cut(model, fname), str(path))
         eng = self._engine(path)
         try:
-            outs = [np.asarray(eng.run(x), dtype=np.float32).copy() for x in xs]
+            outs = [np.asarray(eng.run_named({image: x}, [fname])[fname], dtype=np.float32)
+                    for x in xs]
         finally:
             eng.close()
             path.unlink(missing_ok=True)
@@ -160,7 +162,7 @@ class Side:
     def _all_outputs(self, xs: list[np.ndarray]) -> None:
         import onnx
 
-        from .graph import float_output, with_outputs
+        from .graph import float_output, graph_input, with_outputs
 
         model, names = self.graph.model, []
         for qt in self.graph.tensors:
@@ -170,12 +172,13 @@ class Side:
         onnx.save(with_outputs(model, names), str(path))
         eng = self._engine(path)
         try:
-            per_image = [eng.session.run(names, {eng.input_name: x}) for x in xs]
+            image = graph_input(model)
+            per_image = [eng.run_named({image: x}, names) for x in xs]
         finally:
             eng.close()
             path.unlink(missing_ok=True)
-        for k, qt in enumerate(self.graph.tensors):
-            self._cache[qt.name] = np.concatenate([np.asarray(o[k], np.float32) for o in per_image])
+        for qt, fname in zip(self.graph.tensors, names):
+            self._cache[qt.name] = np.concatenate([np.asarray(o[fname], np.float32) for o in per_image])
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -276,7 +279,9 @@ def in_context(model: Any, graph: Any, targets: list[str], engine_vals: dict[str
         for k, x in enumerate(xs):
             values = {n: engine_vals[n][k:k + 1].reshape(shapes[n]) for n in feed}
             values[image] = x
-            per_image.append(seg.unpack(eng.run(seg.pack(values))))
+            got = eng.run_named({seg.inputs[n]: values[n] for n in seg.inputs},
+                                list(seg.outputs.values()))
+            per_image.append({t: got[o] for t, o in seg.outputs.items()})
     finally:
         eng.close()
         path.unlink(missing_ok=True)

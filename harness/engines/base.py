@@ -116,6 +116,14 @@ class Engine(ABC):
         itself (TensorRT's GPU compute time) under "extra_latency_ms".
         """
 
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One inference of a model with any named float inputs and outputs (a cut subgraph, a
+        model with extra outputs): the named outputs (default: all), in their own shapes, as
+        arrays the caller owns. For the diagnosis commands; engines flagged RUNS_SUBGRAPHS
+        implement it."""
+        raise EngineFailure(f"{self.name} cannot run a cut subgraph (named inputs and outputs)")
+
     def infer(self, x: np.ndarray) -> None:
         """The call the latency protocol times: one inference whose output may stay inside
         the engine (no copy out). Defaults to `run`; `timed` must say what it covers."""

@@ -104,6 +104,22 @@ class OpenVinoEngine(Engine):
         self.request.start_async()
         self.request.wait()
 
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        ports = {n: p for p in self.compiled.outputs for n in p.get_names()}
+        names = outputs or [p.get_any_name() for p in self.compiled.outputs]
+        missing = [n for n in names if n not in ports]
+        if missing:
+            raise EngineFailure(f"openvino: no output named {', '.join(map(repr, missing))} "
+                                f"(outputs: {', '.join(sorted(ports))})")
+        self._shared_src = None  # the inputs set here replace the tensor `infer` shares
+        try:
+            self.request.infer({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        except Exception as e:
+            raise EngineFailure(f"openvino could not run the named inputs: {e}") from e
+        # the request's tensors are reused by the next inference: copy them out
+        return {n: self.request.get_tensor(ports[n]).data.copy() for n in names}
+
     def reported_latency_ms(self) -> float | None:
         return float(self.request.latency)
 

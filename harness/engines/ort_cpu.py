@@ -105,6 +105,11 @@ class OrtCpuEngine(Engine):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = outputs or [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, inputs)))
+
     def set_spinning(self, on: bool) -> str | None:
         want = on and self.configured_spinning
         if want not in self._sessions:
