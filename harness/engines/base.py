@@ -112,6 +112,12 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Library, version and every setting that could change results or speed.
 
+        "settings": every setting in effect; "defaults": what a run without any --engine-opt
+        and with the default thread count would use, for the settings that have a default
+        (same keys; a group of settings as a nested dict). The report lists only the settings
+        that differ from it; a key in a "defaults" group that is missing from it (an option
+        the library names, OpenVINO's LP_TRANSFORMS_MODE) differs by definition.
+
         Called after the latency measurement, so an engine may add timings it collected
         itself (TensorRT's GPU compute time) under "extra_latency_ms".
         """

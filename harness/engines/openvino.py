@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..census import ExecutedOp, summarize
-from .base import Engine, EngineFailure, EngineUnavailable
+from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .rules import Finding, ModelFacts
 
 COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
@@ -58,15 +58,17 @@ class OpenVinoEngine(Engine):
             return "OpenVINO's CPU plugin refuses it: " + str(e).strip().splitlines()[-1].split(": ", 2)[-1]
         return None
 
-    def compile_config(self) -> dict[str, str]:
+    def compile_config(self, config: EngineConfig | None = None) -> dict[str, str]:
+        """The compile properties under `config` (default: this engine's own)."""
+        config = config or self.config
         cfg = {
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": "1",
-            "INFERENCE_NUM_THREADS": str(self.config.threads),
+            "INFERENCE_NUM_THREADS": str(config.threads),
             # Without this, some CPUs silently run the float parts in bf16/f16.
             "INFERENCE_PRECISION_HINT": "f32",
         }
-        cfg.update({k.upper(): v for k, v in self.config.options.items()})
+        cfg.update({k.upper(): v for k, v in config.options.items()})
         return cfg
 
     def load(self, model: Path) -> None:
@@ -139,6 +141,8 @@ class OpenVinoEngine(Engine):
             "device": "CPU",
             "device_name": str(self.core.get_property("CPU", "FULL_DEVICE_NAME")),
             "settings": {"requested": self.compile_config(), "effective": props},
+            # the properties qparity asks for by default; any other key is the plugin's default
+            "defaults": {"requested": self.compile_config(EngineConfig())},
         }
 
     def runtime_ops(self) -> list[dict[str, str]]:

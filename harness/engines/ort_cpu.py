@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..census import ExecutedOp, summarize
-from .base import Engine, EngineFailure, EngineUnavailable
+from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .rules import Finding, ModelFacts
 
 # Integer kernels ONNX Runtime fuses Q/DQ patterns into; everything else that multiplies
@@ -117,20 +117,27 @@ class OrtCpuEngine(Engine):
         self.session, self.spinning = self._sessions[want], want
         return f"{SPIN_KEY}={int(want)}"
 
+    def session_settings(self, config: EngineConfig) -> dict[str, Any]:
+        """The session settings this engine uses under `config` (see session_options)."""
+        return {
+            "providers": ["CPUExecutionProvider"],
+            "graph_optimization_level": self.graph_opt_level,
+            "intra_op_num_threads": config.threads,
+            "inter_op_num_threads": 1,
+            "execution_mode": "ORT_SEQUENTIAL",
+            "intra_op_allow_spinning": int(config.options.get("allow_spinning", "1") != "0"),
+        }
+
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        settings = self.session_settings(self.config)
+        settings["providers"] = self.session.get_providers()  # what the session really got
         return {
             "library": "onnxruntime",
             "version": ort.__version__,
-            "settings": {
-                "providers": self.session.get_providers(),
-                "graph_optimization_level": self.graph_opt_level,
-                "intra_op_num_threads": self.config.threads,
-                "inter_op_num_threads": 1,
-                "execution_mode": "ORT_SEQUENTIAL",
-                "intra_op_allow_spinning": int(self.configured_spinning),
-            },
+            "settings": settings,
+            "defaults": self.session_settings(EngineConfig()),
         }
 
     def census(self) -> dict[str, Any] | None:

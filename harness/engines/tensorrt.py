@@ -344,6 +344,8 @@ class TensorRtEngine(Engine):
                 "host_buffers": "page-locked (cudaMallocHost)",
                 "stream": "one non-blocking stream; async H2D/D2H copies",
             },
+            # the builder and runtime settings with no --engine-opt (trt/settings.py)
+            "defaults": {"builder": BuildSettings().to_dict(), "runtime": RuntimeSettings().to_dict()},
             "gpu": {
                 **identity,
                 "driver_version": self.driver[0],
