@@ -1,12 +1,14 @@
 """`qparity check-model`: will each engine accept this INT8 QDQ file, and if not, why not.
 
 Static checks of the graph, plus one float inference on a synthetic image to measure the
-ranges meeting at quantized Concats (the "coordinates and scores under one scale" trap).
+ranges meeting at quantized Concats (the "coordinates and scores under one scale" trap). This
+module does the shared analysis (`ModelFacts`); what each engine makes of it is that engine's
+own rule (`Engine.preflight`, in its module), so a plugin engine is judged like a built-in one.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +16,23 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .diagnose.graph import with_outputs
+from .diagnose.graph import graph_input, with_outputs
+from .engines.rules import Finding, ModelFacts
 from .errors import QParityError
 from .ptq import tensor_consumers
 from .modelinfo import inspect_model
 
-ENGINES = ("ort-cpu", "openvino", "tensorrt")
+__all__ = ["Finding", "ModelFacts", "check_model", "model_facts", "print_check", "write_preflight"]
+
 CONCAT_RANGE_RATIO = 32.0  # inputs whose ranges differ this much cannot share one 8-bit scale
-
-
-@dataclass
-class Finding:
-    code: str
-    severity: str  # "refuse": the engine will not take the model; "warn": it will, with a risk
-    engines: list[str]
-    message: str
-    nodes: list[str] = field(default_factory=list)
 
 
 def _init_arrays(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
-def _qdq_findings(model: onnx.ModelProto) -> list[Finding]:
+def _qdq_properties(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """The Q/DQ nodes by the properties some engine refuses (the keys of ModelFacts.qdq)."""
     g = model.graph
     inits = _init_arrays(g)
     producer = {o: n for n in g.node for o in n.output}
@@ -44,7 +40,9 @@ def _qdq_findings(model: onnx.ModelProto) -> list[Finding]:
         q = producer.get(name)
         return name in inits or (q is not None and q.op_type == "QuantizeLinear" and q.input[0] in inits)
 
-    uint8, nonzero, per_channel_act, bad_axis, int32_bias = [], [], [], [], []
+    found: dict[str, list[str]] = {k: [] for k in ("uint8-activations", "nonzero-zero-point",
+                                                   "int32-bias", "per-channel-activation",
+                                                   "weight-axis")}
     for n in g.node:
         if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -52,65 +50,51 @@ def _qdq_findings(model: onnx.ModelProto) -> list[Finding]:
         zp = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         scale = inits.get(n.input[1])
         if zp is not None and zp.dtype == np.uint8 and not weight:
-            uint8.append(n.name)
+            found["uint8-activations"].append(n.name)
         elif zp is not None and np.any(zp != 0):
-            nonzero.append(n.name)
+            found["nonzero-zero-point"].append(n.name)
         if n.input[0] in inits and inits[n.input[0]].dtype == np.int32:
-            int32_bias.append(n.name)
+            found["int32-bias"].append(n.name)
         if scale is not None and scale.size > 1:
             axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
             if not weight:
-                per_channel_act.append(n.name)
+                found["per-channel-activation"].append(n.name)
             elif axis != 0:
-                bad_axis.append(n.name)
-    checks = (
-        ("uint8-activations", uint8, "activation Q/DQ node(s) use uint8 (asymmetric) activations; "
-         "TensorRT supports only int8 with zero point 0"),
-        ("nonzero-zero-point", nonzero, "Q/DQ node(s) have a non-zero zero point; TensorRT "
-         "rejects any non-zero zero point"),
-        ("int32-bias", int32_bias, "DequantizeLinear node(s) dequantize int32 biases; TensorRT's "
-         "parser needs int8 inputs to DequantizeLinear"),
-        ("per-channel-activation", per_channel_act, "activation Q/DQ node(s) are per-channel; "
-         "TensorRT takes per-tensor activations only"),
-        ("weight-axis", bad_axis, "per-channel weight scale(s) on an axis other than 0"),
-    )
-    return [Finding(code, "refuse", ["tensorrt"], f"{len(nodes)} {text}", nodes)
-            for code, nodes, text in checks if nodes]
+                found["weight-axis"].append(n.name)
+    return found
 
 
-def _float_bias_convs(model: onnx.ModelProto) -> Finding | None:
-    """ONNX Runtime fuses DQ->Conv->Q into an integer kernel only with an int32 bias."""
+def _quantized_convs(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """Conv nodes with a dequantized weight, and those of them whose bias is a float constant."""
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     inits = {i.name for i in g.initializer}
     quantized = [n for n in g.node if n.op_type == "Conv" and len(n.input) > 1
                  and n.input[1] in producer and producer[n.input[1]].op_type == "DequantizeLinear"]
-    float_bias = [n.name for n in quantized if len(n.input) > 2 and n.input[2] in inits]
-    if not float_bias:
-        return None
-    return Finding("float-bias", "warn", ["ort-cpu"],
-                   f"{len(float_bias)} of {len(quantized)} quantized convolutions have float "
-                   "biases: ONNX Runtime may not fuse those into integer kernels and then runs "
-                   "them in float (correct, not INT8 speed); the result's census says what ran",
-                   float_bias)
+    return ([n.name for n in quantized],
+            [n.name for n in quantized if len(n.input) > 2 and n.input[2] in inits])
 
 
-def _signed_activation_risk(model: onnx.ModelProto, cpu_flags: list[str]) -> Finding | None:
+def _signed_activations(model: onnx.ModelProto) -> bool:
     inits = _init_arrays(model.graph)
-    signed = any(n.op_type == "QuantizeLinear" and len(n.input) > 2
-                 and inits.get(n.input[2]) is not None and inits[n.input[2]].dtype == np.int8
-                 for n in model.graph.node)
-    if not signed or {"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_flags):
-        return None
-    return Finding("signed-int8-no-vnni", "warn", ["openvino", "ort-cpu"],
-                   "signed int8 activations on a CPU without VNNI: OpenVINO's int8 kernels were "
-                   "measured wrong on this CPU class, and u8 x s8 kernels can saturate "
-                   "(SPEC.md); compare against qdq-ref")
+    return any(n.op_type == "QuantizeLinear" and len(n.input) > 2
+               and inits.get(n.input[2]) is not None and inits[n.input[2]].dtype == np.int8
+               for n in model.graph.node)
+
+
+def model_facts(path: Path, model: onnx.ModelProto, cpu_flags: list[str]) -> ModelFacts:
+    """The shared, engine-independent analysis every engine's preflight rule reads."""
+    convs, float_bias = _quantized_convs(model)
+    return ModelFacts(path=Path(path), model=model, cpu_flags=list(cpu_flags),
+                      qdq=_qdq_properties(model), quantized_convs=convs,
+                      float_bias_convs=float_bias, signed_activations=_signed_activations(model))
 
 
 def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict[str, Any]]:
     """Max |value| of each input of every quantized Concat, from one float inference."""
-    import onnxruntime as ort
+    import tempfile
+
+    from .engines.qdq_ref import QdqReferenceEngine
 
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
@@ -120,14 +104,18 @@ def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict
         or all(i in producer and producer[i].op_type == "DequantizeLinear" for i in n.input))]
     if not concats:
         return []
-    probe = with_outputs(model, sorted({i for c in concats for i in c.input}))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = sorted({i for c in concats for i in c.input})
     x = np.random.default_rng(seed).uniform(0, 1, (1, 3, size, size)).astype(np.float32)
-    names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x})))
+    # the model's own arithmetic, every Concat input an output: the reference engine (qdq-ref)
+    eng = QdqReferenceEngine()
+    with tempfile.TemporaryDirectory(prefix="qparity-preflight-") as tmp:
+        path = Path(tmp) / "probe.onnx"
+        onnx.save(with_outputs(model, names), str(path))
+        eng.load(path)
+        try:
+            values = eng.run_named({graph_input(model): x}, names)
+        finally:
+            eng.close()
     out = []
     for c in concats:
         ranges = [float(np.abs(values[i]).max()) if values[i].size else 0.0 for i in c.input]
@@ -137,11 +125,40 @@ def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict
     return out
 
 
+def _asked_engines() -> dict[str, Any]:
+    """Every registered engine class, built-in or plugin; a plugin that cannot be loaded is
+    left out here (the run that asks for it reports why)."""
+    from .engines import engine_class, engine_names
+
+    out = {}
+    for name in engine_names():
+        try:
+            out[name] = engine_class(name)
+        except QParityError:
+            continue
+    return out
+
+
+def _merged(findings: list[Finding]) -> list[Finding]:
+    """One finding per (code, severity, message, nodes), naming every engine it concerns."""
+    out: dict[tuple[Any, ...], Finding] = {}
+    for f in findings:
+        key = (f.code, f.severity, f.message, tuple(f.nodes))
+        if key in out:
+            out[key].engines += [e for e in f.engines if e not in out[key].engines]
+        else:
+            out[key] = Finding(f.code, f.severity, list(f.engines), f.message, list(f.nodes))
+    return list(out.values())
+
+
 def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None) -> dict[str, Any]:
-    """The preflight verdict: findings, and per engine whether it accepts the model."""
+    """The preflight verdict: findings, and per engine whether it accepts the model. The model
+    is analysed once here; each registered engine judges the facts by its own rules
+    (`Engine.preflight`, in its module)."""
     from .envinfo import cpu_info
 
     path = Path(path)
+    classes = _asked_engines()
     findings: list[Finding] = []
     info = None
     try:
@@ -149,30 +166,29 @@ def check_model(path: Path, size: int = 320, cpu_flags: list[str] | None = None)
     except QParityError as e:
         if not path.is_file() or "not a valid ONNX" in str(e):
             raise
-        findings.append(Finding("io-contract", "refuse", list(ENGINES), str(e)))
+        findings.append(Finding("io-contract", "refuse", list(classes), str(e)))
     model = onnx.load(str(path))  # external data: resolved next to the model, not the cwd
-    findings += _qdq_findings(model)
-    for f in (_float_bias_convs(model),
-              _signed_activation_risk(model, cpu_info()["flags"] if cpu_flags is None else cpu_flags)):
-        if f:
-            findings.append(f)
+    facts = model_facts(path, model, cpu_info()["flags"] if cpu_flags is None else cpu_flags)
     ranges = []
     if info is not None:
         try:
             ranges = concat_ranges(model, size)
         except Exception as e:  # a model ORT cannot run at all is the engines' verdict to give
-            findings.append(Finding("unrunnable", "refuse", ["ort-cpu"], f"onnxruntime cannot run it: {e}"))
-        bad = [r for r in ranges if r["ratio"] >= CONCAT_RANGE_RATIO]
-        if bad:
-            worst = max(bad, key=lambda r: r["ratio"])
-            findings.append(Finding(
-                "concat-range-mismatch", "warn", list(ENGINES),
-                f"{len(bad)} quantized Concat(s) join inputs whose ranges differ up to "
-                f"{worst['ratio']:.0f}x under one 8-bit scale (e.g. box coordinates with scores): "
-                "the small-range inputs collapse; keep the decode tail in float",
-                [r["node"] for r in bad]))
+            facts.ort_error = str(e)
+    for name, cls in classes.items():
+        findings += cls.preflight(facts)
+    bad = [r for r in ranges if r["ratio"] >= CONCAT_RANGE_RATIO]
+    if bad:
+        worst = max(bad, key=lambda r: r["ratio"])
+        findings.append(Finding(
+            "concat-range-mismatch", "warn", list(classes),
+            f"{len(bad)} quantized Concat(s) join inputs whose ranges differ up to "
+            f"{worst['ratio']:.0f}x under one 8-bit scale (e.g. box coordinates with scores): "
+            "the small-range inputs collapse; keep the decode tail in float",
+            [r["node"] for r in bad]))
+    findings = _merged(findings)
     engines = {}
-    for e in ENGINES:
+    for e in classes:
         mine = [f for f in findings if e in f.engines]
         engines[e] = {"accepts": not any(f.severity == "refuse" for f in mine),
                       "reasons": [f.message for f in mine]}

@@ -4,7 +4,8 @@ Two forms of the same table. The compact one (the default on a narrow terminal) 
 columns: engine, status, mAP50-95, Δ golden, Δ qdq-ref, latency median, speed-up, int8 ran.
 The wide one (`--wide`, or chosen automatically when the terminal is wide enough for it) adds
 mAP50/75, S/M/L, P95 and the latency spread. Under the table: a legend for every colour and
-ratio, the engine options in effect, then the reasons and the verdict.
+ratio, what a latency sample covers, the engine settings that differ from their defaults, then
+the reasons and the verdict.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _num(v: Any, fmt: str = "{:.2f}", style: str = "") -> Text:
 def mostly_float(name: str, e: dict[str, Any]) -> bool:
     """Fewer than half of the file's quantized compute ops really ran in int8."""
     c = e.get("census")
-    return bool(c) and name != "qdq-ref" and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
+    reference = e.get("reference") or e.get("status") == "reference"  # float by design
+    return bool(c) and not reference and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
 
 
 def speedup_cell(e: dict[str, Any]) -> Text:
@@ -160,17 +162,67 @@ def legend(report: dict[str, Any], wide: bool = False) -> list[str]:
     return lines
 
 
+def _flat(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _setting_items(info: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key, value) of every setting an engine recorded: scalars, and the keys of each group of
+    settings that has defaults (OpenVINO's requested properties, TensorRT's builder and runtime
+    settings); groups of facts (OpenVINO's effective properties, a plan's cache entry) are not
+    settings. A result without defaults: its scalars and OpenVINO's requested properties."""
+    settings, defaults = info.get("settings") or {}, info.get("defaults")
+    groups = set(defaults) if defaults is not None else {"requested"}
+    out: list[tuple[str, Any]] = []
+    for k, v in settings.items():
+        if not isinstance(v, dict):
+            out.append((k, v))
+        elif k in groups:
+            out += list(v.items())
+    return out
+
+
 def engine_options(report: dict[str, Any]) -> dict[str, str]:
-    """The settings each engine ran with, as `KEY=VALUE` (what was asked for, not defaults we
+    """Every setting each engine ran with, as `KEY=VALUE` (what was asked for, not defaults we
     assume), so that a run with `--engine-opt` is never mistaken for one without."""
     out = {}
     for name, e in report["engines"].items():
-        settings = ((e.get("engine") or {}).get("settings") or {})
-        shown = settings.get("requested", settings)  # OpenVINO records requested and effective
-        flat = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
-                for k, v in shown.items() if not isinstance(v, dict)]
+        flat = [f"{k}={_flat(v)}" for k, v in _setting_items(e.get("engine") or {})]
         if flat:
             out[name] = " ".join(flat)
+    return out
+
+
+def changed_settings(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings an engine ran with that differ from its defaults (describe()'s "defaults");
+    None for a result that records no defaults (then which differ is unknown)."""
+    settings, defaults = info.get("settings") or {}, info.get("defaults")
+    if defaults is None:
+        return None
+    out: dict[str, Any] = {}
+    for k, d in defaults.items():
+        v = settings.get(k)
+        if isinstance(d, dict) and isinstance(v, dict):
+            out.update({sk: sv for sk, sv in v.items() if sk not in d or sv != d[sk]})
+        elif k in settings and v != d:
+            out[k] = v
+    return out
+
+
+def non_default_options(report: dict[str, Any]) -> dict[str, str]:
+    """Per engine, `KEY=VALUE` of the settings away from their default: what the terminal
+    caption lists (the HTML report keeps every setting). An older result without defaults
+    shows all its settings, marked so."""
+    out = {}
+    for name, e in report["engines"].items():
+        info = e.get("engine") or {}
+        changed = changed_settings(info)
+        if changed is None:
+            flat = [f"{k}={_flat(v)}" for k, v in _setting_items(info)]
+            if flat:
+                out[name] = " ".join(flat) + " (all: this result records no defaults)"
+        elif changed:
+            out[name] = " ".join(f"{k}={_flat(v)}" for k, v in changed.items())
     return out
 
 
@@ -206,14 +258,15 @@ def print_report(report: dict[str, Any], console: Console | None = None,
         console.print(Text(line, style="dim"))
     for line in latency_notes(report):
         console.print(Text(line, style="dim"))
-    opts = engine_options(report)
+    opts = non_default_options(report)
     if opts:
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column()
         for name, line in opts.items():
             grid.add_row(f"  {name}:", line)
-        console.print(Text("engine options in effect:", style="dim"))
+        console.print(Text("engine settings not at their default (the HTML report lists all):",
+                           style="dim"))
         console.print(grid, style="dim")
     for name, e in report["engines"].items():
         if e.get("reason"):

@@ -24,7 +24,7 @@ from .census import ratio_text
 from .fileio import sha256_file, write_atomic
 from .emulate import emulated_of
 from .palette import engine_colour
-from .report import engine_options, legend, mostly_float
+from .report import engine_options, legend, mostly_float, non_default_options
 from .stability import SPREAD_THRESHOLD
 
 HTML_NAME = "report.html"
@@ -409,7 +409,8 @@ speed-up is shown as indicative (~) or, where a rerun could put it on the other 
 <h2>Executed precision (census)</h2>
 {census_table(report)}
 <h2>Settings and environment</h2>
-<table>{_kv({f"{n} options": o for n, o in opts.items()})}
+<table>{_kv({f"{n} settings": o for n, o in opts.items()})}
+{_kv({f"{n} not at default": o for n, o in non_default_options(report).items()})}
 {_kv({"model": model.get('path', '-'), "model md5": model.get('md5', '-'),
       "md5 record": model.get('md5_file_check', '-'), "image list sha256": data.get('image_list_sha256', '-'),
       "annotations": data.get('annotations', '-'), "protocol": proto.get('version', '-'),

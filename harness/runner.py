@@ -161,6 +161,7 @@ def execute(req: RunRequest, show_progress: bool = True) -> dict[str, Any]:
         emulate.mark_result(res, req.emulate_cpu)
     try:
         cls = engine_class(req.engine)
+        res["reference"] = cls.REFERENCE  # a yardstick, never gated (the collector reads it)
         reason = cls.probe()
         if reason:
             raise EngineUnavailable(reason)

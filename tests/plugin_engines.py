@@ -56,3 +56,24 @@ class EchoConfigEngine(OrtCpuEngine):
         d["config_seen"] = {"threads": c.threads, "options": dict(c.options),
                             "cache_dir": None if c.cache_dir is None else str(c.cache_dir)}
         return d
+
+
+class PluginReferenceEngine(OrtCpuEngine):
+    """An out-of-tree yardstick: flagged REFERENCE, it must be treated as qdq-ref is."""
+
+    name = "plugref"
+    REFERENCE = True
+
+
+class NoConcatEngine(OrtCpuEngine):
+    """An engine with its own check-model rule: it refuses any model with a Concat."""
+
+    name = "noconcat"
+
+    @classmethod
+    def preflight(cls, facts):
+        from harness.engines.rules import Finding
+
+        nodes = [n.name for n in facts.model.graph.node if n.op_type == "Concat"]
+        return [Finding("no-concat", "refuse", [cls.name],
+                        f"{len(nodes)} Concat node(s): noconcat has no Concat kernel", nodes)] if nodes else []

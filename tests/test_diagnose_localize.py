@@ -12,6 +12,7 @@ import harness.cli as cli
 from harness.diagnose.graph import QdqGraph
 from harness.diagnose.localize import Side, image_inputs, in_context, localize, search
 from harness.engines.openvino import OpenVinoEngine
+from harness.errors import QParityError
 from harness.ptq import quantize
 
 BAD = "b2.out_QuantizeLinear_Output"
@@ -160,3 +161,68 @@ def test_localize_bad_input_is_one_line(models, monkeypatch, capsys):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("harness.diagnose",))
     assert cli.main(["localize", "--model", str(good), "--engine", "nope", "--data", str(data)]) == 2
     assert "unknown engine 'nope'" in capsys.readouterr().err
+
+
+def test_an_engine_that_cannot_run_a_subgraph_is_refused_by_its_capability(models):
+    good, _, data = models
+    with pytest.raises(QParityError, match="tensorrt cannot run a cut subgraph"):
+        localize(good, "tensorrt", "qdq-ref", None, data, images=1, threads=1)
+
+
+def test_against_an_engine_that_cuts_gives_the_same_finding(models):
+    """Both sides cut (ort-cpu against ort-cpu): the cut tensors keep their own shapes, so the
+    in-context check can feed them (a flattened [1, C, H*W] cut once broke it)."""
+    good, bad, data = models
+    f = localize(bad, "ort-cpu", "ort-cpu", good, data, images=2, threads=1, exhaustive=True)
+    assert f["method"] == {"engine": "cut", "against": "cut"}
+    assert f["first_divergence"]["tensor"] == BAD == f["first_fault"]["tensor"]
+    assert [o["tensor"] for o in f["origins"]] == [BAD]
+
+
+@pytest.mark.parametrize("engine", ["ort-cpu", pytest.param("openvino", marks=needs_openvino)])
+def test_run_named_returns_named_outputs_in_their_own_shapes(models, tmp_path, engine):
+    from harness.diagnose.graph import cut, float_output, graph_input
+    from harness.engines import EngineConfig, engine_class
+
+    good, _, data = models
+    xs, _ = image_inputs(data, 1)
+    g = QdqGraph(onnx.load(str(good)))
+    qt = g.by_name[BAD]
+    model, fname = float_output(g.model, qt)
+    onnx.save(cut(model, fname), str(tmp_path / "cut.onnx"))
+    ref = Side("qdq-ref", good, {}, 1, tmp_path).values(BAD, xs)
+    eng = engine_class(engine)(EngineConfig(threads=1))
+    eng.load(tmp_path / "cut.onnx")
+    try:
+        out = eng.run_named({graph_input(model): xs[0]}, [fname])
+    finally:
+        eng.close()
+    assert list(out) == [fname] and out[fname].shape == ref.shape  # [1, C, H, W], not flattened
+    assert np.abs(out[fname] - ref).max() <= 1.001 * float(qt.params.scale)
+
+
+def test_an_engine_without_subgraphs_says_so_when_asked():
+    from harness.engines.base import EngineFailure
+    from harness.engines.tensorrt import TensorRtEngine
+
+    with pytest.raises(EngineFailure, match="tensorrt cannot run a cut subgraph"):
+        TensorRtEngine().run_named({"x": np.zeros((1, 3, 4, 4), np.float32)})
+
+
+def test_judging_modules_render_nothing_and_parse_nothing():
+    """The split: judging imports neither rich nor argparse (at any depth of its own code);
+    the old import path keeps every public name."""
+    import ast
+    from pathlib import Path
+
+    import harness.diagnose.localize as command
+    import harness.diagnose.localize_judge as judge
+    import harness.diagnose.localize_search as search_mod
+
+    for mod in (judge, search_mod):
+        tree = ast.parse(Path(mod.__file__).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {"rich", "argparse", "report", "localize_render"} & imported, mod.__name__
+    assert command.localize is judge.localize and command.search is search_mod.search
+    assert callable(command.cmd_localize) and callable(command.print_finding)

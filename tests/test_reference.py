@@ -104,3 +104,63 @@ def test_census_counts_a_fully_quantized_conv_as_int8_in_onnxruntime(tmp_path, w
     eng.load(path)
     c = eng.census()
     assert c["int8_compute_ops"] == 1 and c["by_type"] == {"QLinearConv/int8": 1}
+
+
+# ----------------------------------------------------------------------------- capabilities
+PLUGINS = "plugref=plugin_engines:PluginReferenceEngine,noconcat=plugin_engines:NoConcatEngine"
+
+
+def test_capabilities_live_on_the_engine_classes():
+    from harness.engines import engine_class
+    from harness.engines.tensorrt import TensorRtEngine
+
+    assert QdqReferenceEngine.REFERENCE and not OrtCpuEngine.REFERENCE
+    assert not OpenVinoEngine.REFERENCE and not TensorRtEngine.REFERENCE
+    assert engine_class("qdq-ref").EXTRA_OUTPUTS_EXACT and not engine_class("ort-cpu").EXTRA_OUTPUTS_EXACT
+    assert OrtCpuEngine.RUNS_SUBGRAPHS and OpenVinoEngine.RUNS_SUBGRAPHS
+    assert not TensorRtEngine.RUNS_SUBGRAPHS  # one input, one output (trt/io_plan.py)
+
+
+def test_a_plugin_flagged_reference_is_recorded_as_one(demo_assets, tmp_path, monkeypatch):
+    from harness.engines import EngineConfig as Config
+    from harness.protocol import locked_protocol
+    from harness.report import mostly_float
+    from harness.runner import RunRequest, execute
+
+    monkeypatch.setenv("QPARITY_EXTRA_ENGINES", PLUGINS)
+    model_dir, data = demo_assets
+    proto = locked_protocol().with_overrides(warmup=1, runs=2)
+    results = {}
+    for name in ("plugref", "noconcat", "qdq-ref"):
+        req = RunRequest(name, model_dir / "model-int8.onnx", data / "val2017",
+                         data / "annotations" / "instances_val2017.json", tmp_path, proto,
+                         limit=2, config=Config(threads=1))
+        results[name] = execute(req, show_progress=False)
+        assert results[name]["status"] == "ok", results[name]["reason"]
+    assert results["plugref"]["reference"] is True and results["qdq-ref"]["reference"] is True
+    assert results["noconcat"]["reference"] is False
+    # a reference runs what it runs by design: never flagged "mostly float", whatever its name
+    entry = {"census": {"int8_compute_ops": 0}, "quantized_in_file": 10, "reference": True}
+    assert not mostly_float("plugref", entry)
+    assert mostly_float("plugref", {**entry, "reference": False})
+
+
+def test_a_plugin_preflight_rule_is_in_check_model(demo_assets, monkeypatch, capsys):
+    import harness.cli as cli
+    from harness.preflight import check_model
+
+    monkeypatch.setenv("QPARITY_EXTRA_ENGINES", PLUGINS)
+    model = demo_assets[0] / "model-int8.onnx"
+    v = check_model(model, cpu_flags=["avx512_vnni"])
+    assert v["engines"]["noconcat"]["accepts"] is False
+    f = next(f for f in v["findings"] if f["code"] == "no-concat")
+    assert f["engines"] == ["noconcat"] and f["nodes"]
+    assert v["engines"]["plugref"]["accepts"] and v["engines"]["ort-cpu"]["accepts"]
+    # the built-in rules stay each engine's own: qdq-ref gets no integer-kernel warning
+    v = check_model(model, cpu_flags=["avx2"])
+    signed = [f for f in v["findings"] if f["code"] == "signed-int8-no-vnni"]
+    # (noconcat replaces ONNX Runtime's rules with its own; plugref inherits them)
+    assert sorted(e for f in signed for e in f["engines"]) == ["openvino", "ort-cpu", "plugref"]
+    assert cli.main(["check-model", str(model)]) == 1  # one engine refuses: exit 1
+    out = capsys.readouterr().out
+    assert "noconcat" in out and "no Concat kernel" in out

@@ -1,5 +1,6 @@
 """The terminal table: compact at 80 columns with nothing cut, wide when asked or when it fits,
-a legend for what needs one, the engine options in effect; the latency stability rule."""
+a legend for what needs one, the engine settings away from their defaults (all of them in the
+HTML page); the latency stability rule."""
 
 from __future__ import annotations
 
@@ -141,3 +142,93 @@ def test_compact_table_fits_the_worst_case_too():
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     for cell in ("DRIFT", "1235", "27.03x", "123/130", "unavailable", "-25.96"):
         assert cell in text, cell
+
+
+# ----------------------------------------------------------------------------- settings
+def described(tmp_path, cls, options=None):
+    """A report entry carrying what the real engine's describe() says after a real load."""
+    from builders import tiny_detector
+
+    from harness.engines.base import EngineConfig
+
+    eng = cls(EngineConfig(options=dict(options or {})))
+    eng.load(tiny_detector(tmp_path / "tiny.onnx", size=64))
+    try:
+        info = eng.describe()
+    finally:
+        eng.close()
+    e = entry("pass", 75.0, 0.0, 0.0, 1.0, 1.1)
+    e["engine"], e["latency_ms"]["timed"] = info, cls.timed
+    return e
+
+
+def settings_report(engines):
+    rep = {"golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": "pass", "exit_code": 0,
+           "data": {"images_evaluated": 10}, "protocol": {"baseline": True}, "engines": engines}
+    annotate(rep["engines"], "ort-cpu")
+    return rep
+
+
+@pytest.mark.skipif(__import__("harness.engines.openvino", fromlist=["x"]).OpenVinoEngine.probe()
+                    is not None, reason="openvino not installed")
+def test_the_caption_lists_only_settings_away_from_their_default(tmp_path):
+    from harness.engines.openvino import OpenVinoEngine
+    from harness.engines.ort_cpu import OrtCpuEngine
+    from harness.engines.qdq_ref import QdqReferenceEngine
+    from harness.report_html import render as render_html
+
+    plain = {"ort-cpu": described(tmp_path, OrtCpuEngine), "openvino": described(tmp_path, OpenVinoEngine),
+             "qdq-ref": described(tmp_path, QdqReferenceEngine)}
+    text = render(settings_report(plain), 200)
+    assert "not at their default" not in text and "PERFORMANCE_HINT" not in text
+    assert "intra_op_num_threads" not in text and "ORT_DISABLE_ALL" not in text  # qdq-ref's own default
+    for name, e in plain.items():  # what a latency sample covers is always there
+        assert f"latency {name}: {e['latency_ms']['timed'][:40]}" in text.replace("\n", " ")
+    changed = {**plain, "openvino": described(tmp_path, OpenVinoEngine, {"LP_TRANSFORMS_MODE": "NO"}),
+               "ort-cpu": described(tmp_path, OrtCpuEngine, {"allow_spinning": "0"})}
+    text = render(settings_report(changed), 200)
+    assert "not at their default" in text
+    assert "LP_TRANSFORMS_MODE=NO" in text and "intra_op_allow_spinning=0" in text
+    assert "PERFORMANCE_HINT" not in text and "INFERENCE_NUM_THREADS" not in text
+    # the HTML page keeps every setting, defaults included, and names the changed ones
+    page = render_html(settings_report(changed), samples={}, aps={}, class_names={}, class_note="-")
+    assert "PERFORMANCE_HINT=LATENCY" in page and "LP_TRANSFORMS_MODE=NO" in page
+    assert "openvino not at default" in page and "graph_optimization_level=ORT_ENABLE_ALL" in page
+
+
+def test_tensorrt_defaults_are_its_settings_module_defaults():
+    """TensorRT's caption entry: only the builder/runtime settings an --engine-opt changed."""
+    from harness.engines.trt.settings import BuildSettings, RuntimeSettings, parse_options
+    from harness.report import changed_settings
+
+    build, run = parse_options({"tf32": "1", "opt_level": "3"})
+    info = {"settings": {"builder": build.to_dict(), "runtime": run.to_dict(), "engine_cache": {"x": 1}},
+            "defaults": {"builder": BuildSettings().to_dict(), "runtime": RuntimeSettings().to_dict()}}
+    assert changed_settings(info) == {"tf32": True}  # opt_level 3 is the default
+
+
+@pytest.mark.skipif(__import__("harness.engines.openvino", fromlist=["x"]).OpenVinoEngine.probe()
+                    is not None, reason="openvino not installed")
+def test_a_real_run_with_an_engine_option_shows_it_and_only_it(tmp_path, monkeypatch):
+    import json
+    import subprocess
+    import sys
+
+    from builders import coco_folder, tiny_detector
+
+    model, data = tiny_detector(tmp_path / "m.onnx"), coco_folder(tmp_path / "coco", n=2)
+    monkeypatch.setenv("COLUMNS", "200")
+    base = [sys.executable, "-m", "harness.cli", "run", "--model", str(model), "--data", str(data),
+            "--engines", "ort-cpu,openvino", "--warmup", "1", "--runs", "3", "--threads", "1"]
+    plain = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True, text=True,
+                           timeout=600)
+    opt = subprocess.run([*base, "--out", str(tmp_path / "b"), "--engine-opt",
+                          "openvino:LP_TRANSFORMS_MODE=NO"], capture_output=True, text=True, timeout=600)
+    assert plain.returncode == 0 and opt.returncode == 0, plain.stderr + opt.stderr
+    rep = json.loads((tmp_path / "b" / "eval_report.json").read_text())
+    assert rep["engines"]["openvino"]["engine"]["settings"]["requested"]["LP_TRANSFORMS_MODE"] == "NO"
+    assert "LP_TRANSFORMS_MODE=NO" in opt.stdout and "PERFORMANCE_HINT" not in opt.stdout
+    assert "latency openvino:" in opt.stdout
+    # --threads 1 is off the default on a machine with more CPUs, and then listed as such
+    assert "not at their default" in plain.stdout or len(__import__("os").sched_getaffinity(0)) == 1
+    assert "LP_TRANSFORMS_MODE" not in plain.stdout and "PERFORMANCE_HINT" not in plain.stdout

@@ -3,7 +3,8 @@
 - `qparity diff`: detection-level disagreement between two engines of a run, per image, with
   pictures (diff.py).
 - `qparity localize`: the first quantized tensor where an engine leaves the reference
-  arithmetic (localize.py).
+  arithmetic (localize.py the command, localize_judge.py / localize_search.py the judging,
+  localize_render.py the tables).
 - `qparity sensitivity`: layer-wise (block-wise) PTQ sensitivity and a proposed `--exclude`
   list for `qparity ptq` (sensitivity.py).
 - `qparity repro`: a minimal, self-contained reproducer of an engine's disagreement, for the

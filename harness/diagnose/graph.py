@@ -181,10 +181,9 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def cut(model: onnx.ModelProto, tensor: str, flatten_to_rank3: bool = True) -> onnx.ModelProto:
+def cut(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
     """The model truncated at `tensor` (a float tensor): only the nodes it depends on, and that
-    tensor as the single output. With `flatten_to_rank3`, a Reshape [0, 0, -1] makes the output
-    [1, C, H*W], the rank-3 shape every engine's output contract accepts; it moves no value."""
+    tensor, in its own shape, as the single output (engines run it through `run_named`)."""
     g = model.graph
     all_nodes = list(g.node)
     producer = {o: i for i, n in enumerate(all_nodes) for o in n.output}
@@ -207,18 +206,11 @@ def cut(model: onnx.ModelProto, tensor: str, flatten_to_rank3: bool = True) -> o
                 stack.extend(_outer_names(a.g))
     nodes = [all_nodes[i] for i in sorted(keep)]
     used = {i for n in nodes for i in n.input} | seen
-    out_name = tensor
-    extra_nodes, extra_inits = [], []
-    if flatten_to_rank3:
-        out_name = f"qparity_cut::{tensor}"
-        extra_inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"{out_name}.shape"))
-        extra_nodes.append(helper.make_node("Reshape", [tensor, f"{out_name}.shape"], [out_name],
-                                            name=out_name))
     new = helper.make_graph(
-        nodes + extra_nodes, f"{g.name}_cut",
+        nodes, f"{g.name}_cut",
         [i for i in g.input if i.name in used],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
-        [i for i in g.initializer if i.name in used] + extra_inits,
+        [helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None)],
+        [i for i in g.initializer if i.name in used],
         value_info=[v for v in g.value_info if v.name in used])
     m = helper.make_model(new, opset_imports=list(model.opset_import))
     m.ir_version = model.ir_version
@@ -231,35 +223,25 @@ def _outer_names(g: onnx.GraphProto) -> list[str]:
 
 @dataclass
 class Segmented:
-    """A model rewired so that every listed quantized tensor is computed from the reference's
-    values of its quantized inputs (see `segmented`)."""
+    """A model rewired so that every listed quantized tensor is computed from given values of
+    its quantized inputs (see `segmented`). Run it with `Engine.run_named`."""
 
     model: onnx.ModelProto
-    slots: list[tuple[str, int, tuple[int, ...]]]  # (tensor or graph input, offset, shape) in the pack
-    outputs: list[tuple[str, int, tuple[int, ...]]]  # (tensor, offset, shape) in the output
-    pack_size: int
-
-    def pack(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        flat = np.concatenate([np.asarray(values[n], np.float32).ravel() for n, _, _ in self.slots])
-        return flat.reshape(1, 1, 1, -1)
-
-    def unpack(self, out: np.ndarray) -> dict[str, np.ndarray]:
-        flat = np.asarray(out, np.float32).ravel()
-        return {n: flat[o:o + int(np.prod(s))].reshape(s) for n, o, s in self.outputs}
+    inputs: dict[str, str]  # fed tensor (or the graph input) -> the model input taking it
+    outputs: dict[str, str]  # computed tensor -> the model output holding its float value
 
 
 def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs: list[str],
               shapes: dict[str, tuple[int, ...]]) -> Segmented:
     """The model cut open at quantized tensors, so that each segment computes from given inputs.
 
-    Every tensor T in `feed` is fed from outside: its consumers read T' = QuantizeLinear(<slot>)
-    with T's own parameters instead of T (the slot takes dequantized, hence on-grid, values, so
-    T' has exactly the given int8 codes). Every tensor in `outputs` is returned, computed by its
-    own producer and QuantizeLinear from whatever feeds them. Used for the reference arithmetic
-    (ONNX Runtime, optimizations off), where cutting a graph cannot change how a node computes.
-
-    One input and one output: the slots are slices of a flat [1, 1, 1, L] input (the image
-    first), the outputs are flattened and concatenated into [1, 1, M].
+    Every tensor T in `feed` is fed from outside: its consumers read T' = QuantizeLinear(<input>)
+    with T's own parameters instead of T (the input takes dequantized, hence on-grid, values, so
+    T' has exactly the given int8 codes). Every tensor in `outputs` is returned (dequantized),
+    computed by its own producer and QuantizeLinear from whatever feeds them. Used for the
+    reference arithmetic (ONNX Runtime, optimizations off), where cutting a graph cannot change
+    how a node computes. The model's own image input stays an input where a float path from it
+    is still needed.
     """
     names = list(dict.fromkeys([*feed, *outputs]))
     feed_set, out_set = set(feed), set(outputs)
@@ -268,27 +250,7 @@ def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs:
     g = m.graph
     image = graph_input(model)
     head: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-    slots: list[tuple[str, int, tuple[int, ...]]] = []
-    offset = 0
-
-    def slot(name: str, target: str) -> None:
-        nonlocal offset
-        shape = tuple(int(d) for d in shapes[name])
-        size = int(np.prod(shape))
-        base = f"qparity_slot::{name}"
-        inits.extend([numpy_helper.from_array(np.array([offset], np.int64), f"{base}.start"),
-                      numpy_helper.from_array(np.array([offset + size], np.int64), f"{base}.end"),
-                      numpy_helper.from_array(np.array([3], np.int64), f"{base}.axis"),
-                      numpy_helper.from_array(np.array(shape, np.int64), f"{base}.shape")])
-        head.append(helper.make_node("Slice", ["qparity_pack", f"{base}.start", f"{base}.end",
-                                               f"{base}.axis"], [f"{base}.flat"], name=f"{base}.slice"))
-        head.append(helper.make_node("Reshape", [f"{base}.flat", f"{base}.shape"], [target],
-                                     name=f"{base}.reshape"))
-        slots.append((name, offset, shape))
-        offset += size
-
-    slot(image, image)  # the image itself: float paths that start at the input still work
+    fed: dict[str, str] = {}
     # Protobuf wrappers have no stable identity: work on a plain list, identify nodes by index.
     body: list[onnx.NodeProto] = list(g.node)
     rename: dict[str, str] = {}
@@ -316,8 +278,8 @@ def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs:
         keep_reading.add(qi)
         if di is not None:
             rename[body[di].output[0]] = f"qparity_dqin::{name}"
-        slot(name, f"qparity_in::{name}")
-        head.append(helper.make_node("QuantizeLinear", [f"qparity_in::{name}", *q.input[1:]],
+        fed[name] = f"qparity_in::{name}"
+        head.append(helper.make_node("QuantizeLinear", [fed[name], *q.input[1:]],
                                      [f"qparity_q::{name}"], name=f"qparity_q::{name}", **axis))
         head.append(helper.make_node("DequantizeLinear", [f"qparity_q::{name}", *q.input[1:]],
                                      [f"qparity_dqin::{name}"], name=f"qparity_dqin::{name}", **axis))
@@ -329,23 +291,11 @@ def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs:
         rewired.append(n)
         if i in added:
             rewired.append(added[i])
-    tail: list[onnx.NodeProto] = []
-    layout: list[tuple[str, int, tuple[int, ...]]] = []
-    flat_names, out_off = [], 0
-    flat_shape = numpy_helper.from_array(np.array([1, 1, -1], np.int64), "qparity_out.shape")
-    for name in outputs:
-        tail.append(helper.make_node("Reshape", [out_dq[name], flat_shape.name],
-                                     [f"qparity_flat::{name}"], name=f"qparity_flat::{name}"))
-        flat_names.append(f"qparity_flat::{name}")
-        shape = tuple(int(d) for d in shapes[name])
-        layout.append((name, out_off, shape))
-        out_off += int(np.prod(shape))
-    tail.append(helper.make_node("Concat", flat_names, ["qparity_out"], name="qparity_out", axis=2))
-    nodes = head + rewired + tail
-    # keep only what the output needs (the decode tail and the original outputs are dead now)
+    nodes = head + rewired
+    # keep only what the outputs need (the decode tail and the original outputs are dead now)
     producer = {o: k for k, n in enumerate(nodes) for o in n.output}
     need: set[int] = set()
-    stack = ["qparity_out"]
+    stack = [out_dq[n] for n in outputs]
     while stack:
         k = producer.get(stack.pop())
         if k is None or k in need:
@@ -354,14 +304,17 @@ def segmented(model: onnx.ModelProto, graph: QdqGraph, feed: list[str], outputs:
         stack.extend(i for i in nodes[k].input if i)
     nodes = [n for k, n in enumerate(nodes) if k in need]
     used = {i for n in nodes for i in n.input}
+    inputs = {name: fed[name] for name in feed if fed[name] in used}
+    if image in used:
+        inputs = {image: image, **inputs}
     new = helper.make_graph(
         nodes, f"{g.name}_segmented",
-        [helper.make_tensor_value_info("qparity_pack", TensorProto.FLOAT, [1, 1, 1, offset])],
-        [helper.make_tensor_value_info("qparity_out", TensorProto.FLOAT, [1, 1, out_off])],
-        [i for i in g.initializer if i.name in used] + inits + [flat_shape])
+        [helper.make_tensor_value_info(inputs[n], TensorProto.FLOAT, list(shapes[n])) for n in inputs],
+        [helper.make_tensor_value_info(out_dq[n], TensorProto.FLOAT, list(shapes[n])) for n in outputs],
+        [i for i in g.initializer if i.name in used])
     seg = helper.make_model(new, opset_imports=list(model.opset_import))
     seg.ir_version = model.ir_version
-    return Segmented(seg, slots, layout, offset)
+    return Segmented(seg, inputs, {n: out_dq[n] for n in outputs})
 
 
 def _renamed(node: onnx.NodeProto, rename: dict[str, str]) -> onnx.NodeProto:

@@ -329,7 +329,7 @@ def find_target(model_path: Path, engine: str, against: str, xs: list[np.ndarray
                 threads: int, log: Callable[[str], None]) -> dict[str, Any]:
     """localize's first fault: the first divergence if it is a fault in context, else (drift)
     the first fault of an exhaustive search."""
-    from .localize import localize
+    from .localize_judge import localize
 
     f = localize(model_path, engine, against, None, None, len(xs), frac, engine_opts,
                  against_opts, threads, False, xs=xs, names=names)
@@ -368,7 +368,7 @@ def repro(out: Path, model: Path, engine: str, data: Path, against: str = "qdq-r
 
     from ..engines.base import visible_cpus
     from .graph import QdqGraph, float_output
-    from .localize import image_inputs
+    from .localize_judge import image_inputs
     from .repro_folder import write_folder
 
     for e in (engine, against):

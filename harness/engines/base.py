@@ -19,6 +19,8 @@ from ..errors import QParityError
 if TYPE_CHECKING:  # annotations only: importing the package (qparity --help) skips numpy
     import numpy as np
 
+    from .rules import Finding, ModelFacts
+
 
 class EngineUnavailable(Exception):
     """The engine cannot run on this machine (library, driver or device missing)."""
@@ -54,6 +56,17 @@ class Engine(ABC):
         #: engines that collect their own per-call timings (TensorRT's GPU compute time).
         self.timed_runs: int | None = None
 
+    #: A diagnostic yardstick (qdq-ref: the model's own Q/DQ arithmetic), never a deployment
+    #: engine: its result is marked `reference`, compared against, and never gated.
+    REFERENCE: ClassVar[bool] = False
+    #: Whether the engine can run a cut subgraph of a model (any named float inputs and outputs,
+    #: through `run_named`): what `qparity localize` and the in-context check need.
+    RUNS_SUBGRAPHS: ClassVar[bool] = False
+    #: Whether its arithmetic is the same whichever tensors are graph outputs (nothing is fused
+    #: across a tensor, so making it an output changes nothing): `localize` may then read every
+    #: tensor from one model with extra outputs instead of compiling one cut per tensor.
+    EXTRA_OUTPUTS_EXACT: ClassVar[bool] = False
+
     #: The --engine-opt keys the engine takes, each with what it does; an engine whose library
     #: names its own settings (OpenVINO's compile properties) overrides `known_option` instead.
     OPTIONS: ClassVar[dict[str, str]] = {}
@@ -80,6 +93,13 @@ class Engine(ABC):
             if problem:
                 raise QParityError(f"--engine-opt {cls.name}:{key}={value}: {problem}")
 
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        """This engine's own `check-model` rules: what in the model it would refuse ("refuse")
+        or run with a known risk ("warn"), from the shared analysis. Must not import the
+        engine's library (check-model runs where the engine is not installed)."""
+        return []
+
     @abstractmethod
     def load(self, model: Path) -> None:
         """Prepare the model; raise EngineFailure with the library's own message on refusal."""
@@ -92,9 +112,23 @@ class Engine(ABC):
     def describe(self) -> dict[str, Any]:
         """Library, version and every setting that could change results or speed.
 
+        "settings": every setting in effect; "defaults": what a run without any --engine-opt
+        and with the default thread count would use, for the settings that have a default
+        (same keys; a group of settings as a nested dict). The report lists only the settings
+        that differ from it; a key in a "defaults" group that is missing from it (an option
+        the library names, OpenVINO's LP_TRANSFORMS_MODE) differs by definition.
+
         Called after the latency measurement, so an engine may add timings it collected
         itself (TensorRT's GPU compute time) under "extra_latency_ms".
         """
+
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One inference of a model with any named float inputs and outputs (a cut subgraph, a
+        model with extra outputs): the named outputs (default: all), in their own shapes, as
+        arrays the caller owns. For the diagnosis commands; engines flagged RUNS_SUBGRAPHS
+        implement it."""
+        raise EngineFailure(f"{self.name} cannot run a cut subgraph (named inputs and outputs)")
 
     def infer(self, x: np.ndarray) -> None:
         """The call the latency protocol times: one inference whose output may stay inside

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..census import ExecutedOp, summarize
-from .base import Engine, EngineFailure, EngineUnavailable
+from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
+from .rules import Finding, ModelFacts
 
 COMPUTE_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
 INT8_PRECISIONS = {"u8", "i8"}  # runtimePrecision of a layer running an integer kernel
@@ -20,6 +21,17 @@ class OpenVinoEngine(Engine):
              "model execution only: the input is shared with the request (no copy), the output "
              "stays in the request's tensor (no copy out); OpenVINO's own request latency is "
              "recorded beside each sample")
+
+    RUNS_SUBGRAPHS = True
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        if facts.signed_activations and not facts.vnni:
+            return [Finding("signed-int8-no-vnni", "warn", [cls.name],
+                            "signed int8 activations on a CPU without VNNI: OpenVINO's int8 "
+                            "kernels were measured wrong on this CPU class (SPEC.md); compare "
+                            "against qdq-ref")]
+        return []
 
     @classmethod
     def probe(cls) -> str | None:
@@ -46,15 +58,17 @@ class OpenVinoEngine(Engine):
             return "OpenVINO's CPU plugin refuses it: " + str(e).strip().splitlines()[-1].split(": ", 2)[-1]
         return None
 
-    def compile_config(self) -> dict[str, str]:
+    def compile_config(self, config: EngineConfig | None = None) -> dict[str, str]:
+        """The compile properties under `config` (default: this engine's own)."""
+        config = config or self.config
         cfg = {
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": "1",
-            "INFERENCE_NUM_THREADS": str(self.config.threads),
+            "INFERENCE_NUM_THREADS": str(config.threads),
             # Without this, some CPUs silently run the float parts in bf16/f16.
             "INFERENCE_PRECISION_HINT": "f32",
         }
-        cfg.update({k.upper(): v for k, v in self.config.options.items()})
+        cfg.update({k.upper(): v for k, v in config.options.items()})
         return cfg
 
     def load(self, model: Path) -> None:
@@ -92,6 +106,22 @@ class OpenVinoEngine(Engine):
         self.request.start_async()
         self.request.wait()
 
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        ports = {n: p for p in self.compiled.outputs for n in p.get_names()}
+        names = outputs or [p.get_any_name() for p in self.compiled.outputs]
+        missing = [n for n in names if n not in ports]
+        if missing:
+            raise EngineFailure(f"openvino: no output named {', '.join(map(repr, missing))} "
+                                f"(outputs: {', '.join(sorted(ports))})")
+        self._shared_src = None  # the inputs set here replace the tensor `infer` shares
+        try:
+            self.request.infer({k: np.ascontiguousarray(v) for k, v in inputs.items()})
+        except Exception as e:
+            raise EngineFailure(f"openvino could not run the named inputs: {e}") from e
+        # the request's tensors are reused by the next inference: copy them out
+        return {n: self.request.get_tensor(ports[n]).data.copy() for n in names}
+
     def reported_latency_ms(self) -> float | None:
         return float(self.request.latency)
 
@@ -111,6 +141,8 @@ class OpenVinoEngine(Engine):
             "device": "CPU",
             "device_name": str(self.core.get_property("CPU", "FULL_DEVICE_NAME")),
             "settings": {"requested": self.compile_config(), "effective": props},
+            # the properties qparity asks for by default; any other key is the plugin's default
+            "defaults": {"requested": self.compile_config(EngineConfig())},
         }
 
     def runtime_ops(self) -> list[dict[str, str]]:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..census import ExecutedOp, summarize
-from .base import Engine, EngineFailure, EngineUnavailable
+from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
+from .rules import Finding, ModelFacts
 
 # Integer kernels ONNX Runtime fuses Q/DQ patterns into; everything else that multiplies
 # matrices runs in float on dequantized values.
@@ -33,6 +34,26 @@ class OrtCpuEngine(Engine):
              "memory, the output returned in a new host array")
 
     OPTIONS = {"allow_spinning": "0: threads never spin, in the latency protocol too (default 1)"}
+    RUNS_SUBGRAPHS = True
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        out = []
+        if facts.ort_error:
+            out.append(Finding("unrunnable", "refuse", [cls.name],
+                               f"onnxruntime cannot run it: {facts.ort_error}"))
+        if facts.float_bias_convs:  # ORT fuses DQ->Conv->Q into an integer kernel only with an int32 bias
+            out.append(Finding(
+                "float-bias", "warn", [cls.name],
+                f"{len(facts.float_bias_convs)} of {len(facts.quantized_convs)} quantized "
+                "convolutions have float biases: ONNX Runtime may not fuse those into integer "
+                "kernels and then runs them in float (correct, not INT8 speed); the result's "
+                "census says what ran", list(facts.float_bias_convs)))
+        if facts.signed_activations and not facts.vnni:
+            out.append(Finding("signed-int8-no-vnni", "warn", [cls.name],
+                               "signed int8 activations on a CPU without VNNI: u8 x s8 integer "
+                               "kernels can saturate (SPEC.md); compare against qdq-ref"))
+        return out
 
     @classmethod
     def probe(cls) -> str | None:
@@ -84,6 +105,11 @@ class OrtCpuEngine(Engine):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
+    def run_named(self, inputs: dict[str, np.ndarray],
+                  outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = outputs or [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, inputs)))
+
     def set_spinning(self, on: bool) -> str | None:
         want = on and self.configured_spinning
         if want not in self._sessions:
@@ -91,20 +117,27 @@ class OrtCpuEngine(Engine):
         self.session, self.spinning = self._sessions[want], want
         return f"{SPIN_KEY}={int(want)}"
 
+    def session_settings(self, config: EngineConfig) -> dict[str, Any]:
+        """The session settings this engine uses under `config` (see session_options)."""
+        return {
+            "providers": ["CPUExecutionProvider"],
+            "graph_optimization_level": self.graph_opt_level,
+            "intra_op_num_threads": config.threads,
+            "inter_op_num_threads": 1,
+            "execution_mode": "ORT_SEQUENTIAL",
+            "intra_op_allow_spinning": int(config.options.get("allow_spinning", "1") != "0"),
+        }
+
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        settings = self.session_settings(self.config)
+        settings["providers"] = self.session.get_providers()  # what the session really got
         return {
             "library": "onnxruntime",
             "version": ort.__version__,
-            "settings": {
-                "providers": self.session.get_providers(),
-                "graph_optimization_level": self.graph_opt_level,
-                "intra_op_num_threads": self.config.threads,
-                "inter_op_num_threads": 1,
-                "execution_mode": "ORT_SEQUENTIAL",
-                "intra_op_allow_spinning": int(self.configured_spinning),
-            },
+            "settings": settings,
+            "defaults": self.session_settings(EngineConfig()),
         }
 
     def census(self) -> dict[str, Any] | None:

@@ -14,11 +14,19 @@ from typing import Any
 
 from ..census import ExecutedOp, summarize
 from .ort_cpu import FLOAT_COMPUTE_OPS, OrtCpuEngine
+from .rules import Finding, ModelFacts
 
 
 class QdqReferenceEngine(OrtCpuEngine):
     name = "qdq-ref"
     graph_opt_level = "ORT_DISABLE_ALL"
+    REFERENCE = True
+    EXTRA_OUTPUTS_EXACT = True  # nothing is fused with optimizations off
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        # computes in float by construction: no integer-kernel risk applies, only running at all
+        return [f for f in super().preflight(facts) if f.code == "unrunnable"]
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

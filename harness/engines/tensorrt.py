@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
+from .rules import Finding, ModelFacts
 from .trt.build import (BuildError, ParserRefusal, build_plan, gc_paused, make_logger,
                         parse_onnx)
 from ..fileio import sha256_file
@@ -60,10 +61,32 @@ def _protocol_runs() -> int:
     return locked_protocol().runs
 
 
+# What TensorRT's ONNX parser refuses in a Q/DQ file (ModelFacts.qdq keys).
+REFUSED_QDQ = {
+    "uint8-activations": "activation Q/DQ node(s) use uint8 (asymmetric) activations; TensorRT "
+                         "supports only int8 with zero point 0",
+    "nonzero-zero-point": "Q/DQ node(s) have a non-zero zero point; TensorRT rejects any non-zero "
+                          "zero point",
+    "int32-bias": "DequantizeLinear node(s) dequantize int32 biases; TensorRT's parser needs int8 "
+                  "inputs to DequantizeLinear",
+    "per-channel-activation": "activation Q/DQ node(s) are per-channel; TensorRT takes per-tensor "
+                              "activations only",
+    "weight-axis": "per-channel weight scale(s) on an axis other than 0",
+}
+
+
 class TensorRtEngine(Engine):
     name = "tensorrt"
     timed = HOST_WALL
     OPTIONS = OPTIONS
+    # One input [1, C, H, W] and one output [1, N, K] (trt/io_plan.py): a cut subgraph with its
+    # own named inputs and outputs does not fit, so localize and the in-context check refuse it.
+    RUNS_SUBGRAPHS = False
+
+    @classmethod
+    def preflight(cls, facts: ModelFacts) -> list[Finding]:
+        return [Finding(code, "refuse", [cls.name], f"{len(nodes)} {REFUSED_QDQ[code]}", nodes)
+                for code, nodes in facts.qdq.items() if nodes and code in REFUSED_QDQ]
 
     @classmethod
     def option_problem(cls, key: str, value: str) -> str | None:
@@ -321,6 +344,8 @@ class TensorRtEngine(Engine):
                 "host_buffers": "page-locked (cudaMallocHost)",
                 "stream": "one non-blocking stream; async H2D/D2H copies",
             },
+            # the builder and runtime settings with no --engine-opt (trt/settings.py)
+            "defaults": {"builder": BuildSettings().to_dict(), "runtime": RuntimeSettings().to_dict()},
             "gpu": {
                 **identity,
                 "driver_version": self.driver[0],
