@@ -191,6 +191,17 @@ def test_images_are_built_on_the_requested_base(images):
         assert img["Config"]["User"] == "10001:10001" and img["Config"]["Entrypoint"] == ["qparity"]
 
 
+def test_each_cpu_image_carries_its_extras(images):
+    """One Dockerfile (docker/cpu.Dockerfile), EXTRAS per image: OpenVINO is in the openvino
+    image only; ONNX Runtime (the core) is in both."""
+    probe = ("import importlib.util as u; "
+             "print(*(u.find_spec(m) is not None for m in ('onnxruntime', 'openvino')))")
+    for name, wanted in {"ort-cpu": ["True", "False"], "openvino": ["True", "True"]}.items():
+        p = docker("run", "--rm", "--network", "none", "--entrypoint", "python",
+                   f"qparity/{name}:0.1.0", "-c", probe, check=True)
+        assert p.stdout.split() == wanted, (name, p.stdout, p.stderr)
+
+
 # --------------------------------------------------------------------------------- the verdict
 
 @pytest.mark.parametrize("profile", ["cpu", "intel"])
