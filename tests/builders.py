@@ -1,8 +1,11 @@
-"""Small real artefacts the tests build: ONNX detectors and COCO-format data sets."""
+"""Small real artefacts the tests build: ONNX detectors and COCO-format data sets; and the
+plain helpers several test files share (running the CLI, ground truth as detections)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -129,3 +132,21 @@ def yolo_like(path: Path, nc: int = 3, size: int = 320, seed: int = 0) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def gt_detections(ds, shift_px: float = 0.0, shift_of_width: float = 0.0,
+                  drop_category: int | None = None) -> np.ndarray:
+    """A data set's ground truth as detection rows [image_id, x, y, w, h, score, category]: a
+    perfect engine's output (mAP 100), each box moved right by `shift_px` pixels plus
+    `shift_of_width` of its width, without the boxes of `drop_category`."""
+    rows = [[a["image_id"], x + shift_px + shift_of_width * w, y, w, h, 1.0, a["category_id"]]
+            for a in ds.coco_json["annotations"] if a["category_id"] != drop_category
+            for x, y, w, h in [a["bbox"]]]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+
+
+def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess:
+    """`qparity ARGS` as a user runs it: a fresh interpreter, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)

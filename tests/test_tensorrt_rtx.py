@@ -118,19 +118,14 @@ def qdq_conv_model(path: Path, activations: str = "int8", bias: str = "float") -
 
 
 @pytest.fixture(scope="module")
-def ptq_models(tmp_path_factory) -> dict[str, Path]:
+def ptq_models(tmp_path_factory, yolo_calibration) -> dict[str, Path]:
     """`qparity ptq`'s two recipes applied to tests/builders.yolo_like (a two-scale detector
     with a real decode tail), calibrated on 20 synthetic images: the pipeline's real output,
     on a small model."""
-    from builders import coco_folder, yolo_like
-
-    from harness.lists import read_list, write_lists
     from harness.ptq import quantize
 
     root = tmp_path_factory.mktemp("trt-ptq")
-    data = coco_folder(root / "coco", n=20)
-    calib = read_list(write_lists(data, root / "lists")["calib"], data)
-    fp32 = yolo_like(root / "fp32.onnx")
+    _, _, calib, fp32 = yolo_calibration
     out = {}
     for recipe in ("portable", "spec-v1"):
         out[recipe] = root / recipe / "model-int8.onnx"
