@@ -1,9 +1,12 @@
 """Small real artefacts the tests build: ONNX detectors and COCO-format data sets; and the
-plain helpers several test files share (running the CLI, ground truth as detections)."""
+helpers several test files share (running the CLI, finding a dev tool, ground truth as
+detections)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -150,3 +154,20 @@ def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None,
     """`qparity ARGS` as a user runs it: a fresh interpreter, output captured as text."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def find_tool(name: str, package: str) -> str:
+    """A command the dev extra installs: beside this interpreter (the venv's bin), else on PATH.
+    Missing, the test skips; in CI (CI=true) it fails, so a CI run never passes by skipping."""
+    here = Path(sys.executable).parent / name
+    path = str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which(name)
+    if path is None:
+        msg = f"`{name}` not found: install the dev extra (PyPI package {package})"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path

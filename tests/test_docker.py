@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from builders import find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -51,21 +52,6 @@ PROFILES = {
 TESTED_PINS = ("onnxruntime", "openvino", "numpy", "opencv-python-headless", "pycocotools",
                "rich", "onnx")
 EXIT_FOR_VERDICT = {"pass": 0, "fail": 1, "error": 2}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def find_tool(name: str, package: str) -> str:
-    here = Path(sys.executable).parent / name
-    path = str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which(name)
-    if path is None:
-        msg = f"`{name}` not found: install the dev extra (PyPI package {package})"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def norm(name: str) -> str:

