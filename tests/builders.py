@@ -156,6 +156,14 @@ def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None,
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment minus any QPARITY_* setting (so that defaults are what is
+    tested), plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
+    env.update(overrides)
+    return env
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 

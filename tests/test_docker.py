@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from builders import find_tool
+from builders import clean_env, find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -59,13 +59,6 @@ def norm(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ compose
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The caller's environment minus any QPARITY_* setting, so that defaults are tested."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    env.update(overrides)
-    return env
-
 
 @pytest.fixture(scope="session")
 def compose_bin() -> str:
@@ -728,8 +721,7 @@ def test_ci_setup_uses_the_project_scripts_and_turns_skips_into_failures():
 def test_container_tests_skip_without_an_engine_unless_required(tmp_path, required):
     """No `docker` on PATH: the container tests skip, saying why; QPARITY_REQUIRE_CONTAINERS=1
     turns that into failures (CI cannot pass by skipping them)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    env.update(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
+    env = clean_env(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                         str(ROOT / "tests" / "containers"), "-k", "hardening or images_are_built"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)

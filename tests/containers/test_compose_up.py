@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import clean_env
 
 pytestmark = pytest.mark.containers
 
@@ -144,8 +145,7 @@ def images(engine, work) -> dict[str, dict]:
 
 def qparity_host(*args: str) -> subprocess.CompletedProcess:
     exe = Path(os.sys.executable).parent / "qparity"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env,
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=clean_env(),
                           timeout=900)
 
 
