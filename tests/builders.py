@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import cv2
@@ -179,3 +180,15 @@ def find_tool(name: str, package: str) -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def install_fake_gpu_modules(monkeypatch, tensorrt, cudart) -> None:
+    """Make `import tensorrt` give `tensorrt` and `from cuda.bindings import runtime` give
+    `cudart` for the rest of the test (monkeypatch undoes it)."""
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings
+    for name, mod in (("tensorrt", tensorrt), ("cuda", cuda), ("cuda.bindings", bindings),
+                      ("cuda.bindings.runtime", cudart)):
+        monkeypatch.setitem(sys.modules, name, mod)

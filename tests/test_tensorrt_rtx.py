@@ -320,6 +320,7 @@ def test_rtx_cannot_deserialize_without_a_gpu(standin_model):
 # test_tensorrt_engine.py. This proves the orchestration (probe -> options -> device facts ->
 # cache -> build -> bind -> run -> describe), not what a GPU would do.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import install_fake_gpu_modules  # noqa: E402
 from test_tensorrt_engine import (FakeCudaEngine, FakeContext, FakeCudart,  # noqa: E402
                                   TRT10_JSON, expected)
 
@@ -363,13 +364,7 @@ def fake_gpu(monkeypatch):
     """A machine where probe() passes, `tensorrt` is RTX-backed and CUDA is the fake."""
     cudart = FakeCudart()
     fake_trt = RtxAsTensorrt(cudart)
-    bindings = types.ModuleType("cuda.bindings")
-    bindings.runtime = cudart
-    cuda = types.ModuleType("cuda")
-    cuda.bindings = bindings
-    for name, mod in (("tensorrt", fake_trt), ("cuda", cuda), ("cuda.bindings", bindings),
-                      ("cuda.bindings.runtime", cudart)):
-        monkeypatch.setitem(sys.modules, name, mod)
+    install_fake_gpu_modules(monkeypatch, fake_trt, cudart)
     monkeypatch.setattr(TensorRtEngine, "probe", classmethod(lambda cls: None))
     return SimpleNamespace(cudart=cudart, trt=fake_trt)
 
