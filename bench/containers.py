@@ -32,7 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TAG = "0.1.0"
-IMAGES = {"ort-cpu": "docker/ort-cpu.Dockerfile", "openvino": "docker/openvino.Dockerfile"}
+# The CPU images, all from docker/cpu.Dockerfile: image -> its EXTRAS build argument (as in
+# compose.yaml; "" is the core, ONNX Runtime alone).
+DOCKERFILE = "docker/cpu.Dockerfile"
+IMAGES = {"ort-cpu": "", "openvino": "openvino"}
 ENGINES = ("ort-cpu", "qdq-ref", "openvino")
 UP_ARGS = ["up", "--attach-dependencies", "--exit-code-from", "collector",
            "--abort-on-container-failure", "collector"]
@@ -73,8 +76,9 @@ def run_as() -> tuple[int, int]:
 
 
 def build(name: str, base: str, no_cache: bool) -> float:
-    cmd = ["docker", "build", "-q", "-f", str(ROOT / IMAGES[name]), "--build-arg",
-           f"PYTHON_IMAGE={base}", "-t", f"qparity/{name}:{TAG}", str(ROOT)]
+    cmd = ["docker", "build", "-q", "-f", str(ROOT / DOCKERFILE), "--build-arg",
+           f"PYTHON_IMAGE={base}", "--build-arg", f"IMAGE={name}", "--build-arg",
+           f"EXTRAS={IMAGES[name]}", "-t", f"qparity/{name}:{TAG}", str(ROOT)]
     return sh(cmd + (["--no-cache"] if no_cache else []))[1]
 
 

@@ -36,7 +36,7 @@ RUN python3 -m venv --system-site-packages --without-pip /opt/venv \
 WORKDIR /src
 
 # Layer 1, dependencies only (from pyproject.toml via a placeholder package; see
-# ort-cpu.Dockerfile): a change to harness/ does not reinstall them.
+# cpu.Dockerfile): a change to harness/ does not reinstall them.
 # The base image's TensorRT is checked before anything is installed: its version must be
 # TRT_VERSION and its CUDA major 12 (tensorrt-cu12 is what the `tensorrt` extra pins outside
 # the image); a mismatch stops the build with a message saying which. After the install, no

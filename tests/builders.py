@@ -1,13 +1,21 @@
-"""Small real artefacts the tests build: ONNX detectors and COCO-format data sets."""
+"""Small real artefacts the tests build: ONNX detectors and COCO-format data sets; and the
+helpers several test files share (running the CLI, finding a dev tool, ground truth as
+detections)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -129,3 +137,58 @@ def yolo_like(path: Path, nc: int = 3, size: int = 320, seed: int = 0) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def gt_detections(ds, shift_px: float = 0.0, shift_of_width: float = 0.0,
+                  drop_category: int | None = None) -> np.ndarray:
+    """A data set's ground truth as detection rows [image_id, x, y, w, h, score, category]: a
+    perfect engine's output (mAP 100), each box moved right by `shift_px` pixels plus
+    `shift_of_width` of its width, without the boxes of `drop_category`."""
+    rows = [[a["image_id"], x + shift_px + shift_of_width * w, y, w, h, 1.0, a["category_id"]]
+            for a in ds.coco_json["annotations"] if a["category_id"] != drop_category
+            for x, y, w, h in [a["bbox"]]]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 7)
+
+
+def run_cli(*args, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess:
+    """`qparity ARGS` as a user runs it: a fresh interpreter, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment minus any QPARITY_* setting (so that defaults are what is
+    tested), plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
+    env.update(overrides)
+    return env
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def find_tool(name: str, package: str) -> str:
+    """A command the dev extra installs: beside this interpreter (the venv's bin), else on PATH.
+    Missing, the test skips; in CI (CI=true) it fails, so a CI run never passes by skipping."""
+    here = Path(sys.executable).parent / name
+    path = str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which(name)
+    if path is None:
+        msg = f"`{name}` not found: install the dev extra (PyPI package {package})"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def install_fake_gpu_modules(monkeypatch, tensorrt, cudart) -> None:
+    """Make `import tensorrt` give `tensorrt` and `from cuda.bindings import runtime` give
+    `cudart` for the rest of the test (monkeypatch undoes it)."""
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings
+    for name, mod in (("tensorrt", tensorrt), ("cuda", cuda), ("cuda.bindings", bindings),
+                      ("cuda.bindings.runtime", cudart)):
+        monkeypatch.setitem(sys.modules, name, mod)

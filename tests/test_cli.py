@@ -2,12 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from builders import coco_folder, tiny_detector
+from builders import coco_folder, run_cli, tiny_detector
 
 TESTS = Path(__file__).parent
 PLUGINS = ("segfault=plugin_engines:SegfaultEngine,notinstalled=plugin_engines:NotInstalledEngine,"
@@ -17,8 +15,7 @@ PLUGINS = ("segfault=plugin_engines:SegfaultEngine,notinstalled=plugin_engines:N
 def qparity(*args, cwd=None):
     env = dict(os.environ, QPARITY_EXTRA_ENGINES=PLUGINS,
                PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=600)
+    return run_cli(*args, env=env, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import onnx
 import pytest
+from builders import run_cli
 
 from harness.demo import DEMO_MODEL
 from harness.ptq import DEFAULT_RECIPE
@@ -16,9 +15,8 @@ from harness.ptq import DEFAULT_RECIPE
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     env = {**os.environ, "COLUMNS": "80"}  # what a new user's terminal may be
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "demo", "--out", str(out),
-                        "--num-images", "40", "--runs", "20", "--warmup", "3"],
-                       capture_output=True, text=True, timeout=900, env=env)
+    p = run_cli("demo", "--out", out, "--num-images", "40", "--runs", "20", "--warmup", "3",
+                env=env)
     return out, p
 
 

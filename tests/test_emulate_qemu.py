@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from builders import run_cli
 
 from harness import emulate
 from harness.errors import QParityError
@@ -59,11 +58,9 @@ def test_emulated_nightly_on_the_demo(demo_assets, tmp_path):
     """Native plus the emulated AVX2 class, one cross-platform verdict, on 2 demo images."""
     model_dir, data = demo_assets
     out = tmp_path / "en"
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "emulate", "nightly",
-                        "--model", str(model_dir / "model-int8.onnx"), "--data", str(data),
-                        "--out", str(out), "--limit", "2", "--classes", "avx2",
-                        "--engines", "ort-cpu", "--warmup", "1", "--runs", "3", "--no-history"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    p = run_cli("emulate", "nightly", "--model", model_dir / "model-int8.onnx", "--data", data,
+                "--out", out, "--limit", "2", "--classes", "avx2", "--engines", "ort-cpu",
+                "--warmup", "1", "--runs", "3", "--no-history", cwd=ROOT)
     report = json.loads((out / "nightly" / "nightly_report.json").read_text())
     native = f"native-{emulate.cpu_class_of(emulate.features_here())}"
     assert report["platforms_order"] == [native, "emulated-avx2"]

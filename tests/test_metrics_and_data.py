@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from builders import coco_folder
+from builders import coco_folder, gt_detections
 
 from harness.data import COCO80_TO_91, Dataset, category_ids_for
 from harness.errors import QParityError
@@ -18,23 +18,17 @@ def load(root, **kw):
     return Dataset.load(root / "val2017", root / "annotations" / "instances_val2017.json", **kw)
 
 
-def gt_as_detections(ds, shift=0.0):
-    rows = [[a["image_id"], a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3], 1.0,
-             a["category_id"]] for a in ds.coco_json["annotations"]]
-    return np.array(rows, dtype=np.float64)
-
-
 def test_ground_truth_fed_back_scores_100(coco):
     ds = load(coco)
-    m = evaluate(ds.coco_json, gt_as_detections(ds), ds.image_ids)
+    m = evaluate(ds.coco_json, gt_detections(ds), ds.image_ids)
     assert m["map50_95"] == pytest.approx(100.0) and m["map50"] == pytest.approx(100.0)
     assert m["images"] == 8 and m["detections"] == len(ds.coco_json["annotations"])
 
 
 def test_a_known_shift_lowers_map(coco):
     ds = load(coco)
-    exact = evaluate(ds.coco_json, gt_as_detections(ds), ds.image_ids)["map50_95"]
-    shifted = evaluate(ds.coco_json, gt_as_detections(ds, shift=6.0), ds.image_ids)["map50_95"]
+    exact = evaluate(ds.coco_json, gt_detections(ds), ds.image_ids)["map50_95"]
+    shifted = evaluate(ds.coco_json, gt_detections(ds, shift_px=6.0), ds.image_ids)["map50_95"]
     assert shifted < exact - 5
 
 
@@ -46,7 +40,7 @@ def test_no_detections_scores_zero(coco):
 def test_limit_scores_only_the_evaluated_images(coco):
     ds = load(coco, limit=3)
     assert len(ds.files) == 3 and ds.manifest()["limit"] == 3
-    dets = gt_as_detections(ds)
+    dets = gt_detections(ds)
     dets = dets[np.isin(dets[:, 0], ds.image_ids)]
     assert evaluate(ds.coco_json, dets, ds.image_ids)["map50_95"] == pytest.approx(100.0)
 

@@ -5,11 +5,10 @@ import hashlib
 import numpy as np
 import onnx
 import pytest
-from builders import coco_folder, yolo_like
 from onnx import numpy_helper
 
 from harness.errors import QParityError
-from harness.lists import calibration_subset, read_list, write_lists
+from harness.lists import calibration_subset, write_lists
 from harness.preflight import check_model
 from harness.ptq import decode_tail, detection_convs, quantize
 
@@ -20,13 +19,9 @@ TAIL = {"tail_s8_reshape", "tail_s8_transpose", "tail_s8_sigmoid", "tail_s8_spli
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ptq")
-    data = coco_folder(root / "coco", n=20)
-    lists = write_lists(data, root / "lists")
-    calib = read_list(lists["calib"], data)
-    fp32 = yolo_like(root / "fp32.onnx")
-    return root, data, calib, fp32
+def work(tmp_path_factory, yolo_calibration):
+    data, _, calib, fp32 = yolo_calibration
+    return tmp_path_factory.mktemp("ptq"), data, calib, fp32
 
 
 def q(work, name, **kw):
@@ -44,11 +39,11 @@ def test_calibration_subset_is_awk_nr_mod_10_eq_1():
     assert sub[-1] == val[5110]
 
 
-def test_lists_are_deterministic_and_manifests_verify(work, tmp_path):
-    root, data, _, _ = work
+def test_lists_are_deterministic_and_manifests_verify(yolo_calibration, tmp_path):
+    data, first, _, _ = yolo_calibration
     again = write_lists(data, tmp_path)
     for key in ("val", "calib", "manifest_val", "manifest_calib"):
-        assert (root / "lists" / again[key].name).read_bytes() == again[key].read_bytes()
+        assert first[key] != again[key] and first[key].read_bytes() == again[key].read_bytes()
     val = again["val"].read_text().splitlines()
     assert val == sorted(val) and len(val) == 20 and again["calib"].read_text().splitlines() == val[::10]
     for line in again["manifest_val"].read_text().splitlines():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import onnx
 import pytest
+from builders import run_cli
 
 from harness.demo import DEMO_MODEL
 from harness.engines.openvino import OpenVinoEngine
@@ -102,10 +101,9 @@ def test_concat_safe_keeps_exactly_the_concat_fed_convolutions_float():
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipes")
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "recipes", "--demo", "--demo-images", "20",
-                        "--variants", "spec-v1,portable,concat-safe", "--engines", "ort-cpu,openvino",
-                        "--warmup", "1", "--runs", "2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=900)
+    p = run_cli("recipes", "--demo", "--demo-images", "20", "--variants",
+                "spec-v1,portable,concat-safe", "--engines", "ort-cpu,openvino", "--warmup", "1",
+                "--runs", "2", "--out", out)
     return out, p
 
 

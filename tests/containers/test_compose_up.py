@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import clean_env
 
 pytestmark = pytest.mark.containers
 
@@ -144,8 +145,7 @@ def images(engine, work) -> dict[str, dict]:
 
 def qparity_host(*args: str) -> subprocess.CompletedProcess:
     exe = Path(os.sys.executable).parent / "qparity"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QPARITY_")}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env,
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=clean_env(),
                           timeout=900)
 
 
@@ -189,6 +189,17 @@ def test_images_are_built_on_the_requested_base(images):
         assert labels["org.opencontainers.image.base.name"] == base, name
         assert labels["org.opencontainers.image.title"] == f"qparity-{name}"
         assert img["Config"]["User"] == "10001:10001" and img["Config"]["Entrypoint"] == ["qparity"]
+
+
+def test_each_cpu_image_carries_its_extras(images):
+    """One Dockerfile (docker/cpu.Dockerfile), EXTRAS per image: OpenVINO is in the openvino
+    image only; ONNX Runtime (the core) is in both."""
+    probe = ("import importlib.util as u; "
+             "print(*(u.find_spec(m) is not None for m in ('onnxruntime', 'openvino')))")
+    for name, wanted in {"ort-cpu": ["True", "False"], "openvino": ["True", "True"]}.items():
+        p = docker("run", "--rm", "--network", "none", "--entrypoint", "python",
+                   f"qparity/{name}:0.1.0", "-c", probe, check=True)
+        assert p.stdout.split() == wanted, (name, p.stdout, p.stderr)
 
 
 # --------------------------------------------------------------------------------- the verdict
