@@ -187,8 +187,7 @@ def leave_error_result(argv: list[str], reason: str) -> None:
     engine's own, written after it started) is never replaced."""
     import re
 
-    from .fileio import write_json_atomic
-    from .results import new_result, result_path
+    from .results import new_result, result_path, write_result
 
     if "run-engine" not in argv:
         return
@@ -214,7 +213,7 @@ def leave_error_result(argv: list[str], reason: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with RunLock(path.parent, run_id):  # never into a folder another run is writing
-            write_json_atomic(path, res)
+            write_result(path, res)
     except (OSError, QParityError):
         pass  # the one-line error on stderr is all that can be left
 

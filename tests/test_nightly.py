@@ -368,6 +368,14 @@ def test_nightly_report_record_round_trip(lab, tmp_path):
     assert set(schema["required"]) == set(raw) - {"history", "emulation"}
     cell = schema["$defs"]["EngineCell"]["properties"]["status"]
     assert cell["enum"] == ["pass", "fail", "reference", "error", "unavailable", "missing"]
+    # and the schema published in docs/schema (what outside readers get) accepts the real file
+    from jsonschema import Draft202012Validator
+
+    from harness.records.schema import file_name
+    published = json.loads((Path(__file__).resolve().parents[1] / "docs" / "schema"
+                            / file_name(NightlyReport)).read_text())
+    Draft202012Validator(published).validate(raw)
+    assert not Draft202012Validator(published).is_valid({**raw, "verdict": "maybe"})
 
 
 def edited_report(src: Path, dest: Path, edit) -> Path:

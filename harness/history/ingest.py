@@ -3,10 +3,11 @@ platform of a nightly (`qparity nightly`, `qparity history --add-nightly`), each
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from ..collector import REPORT_NAME, load_results
+
+from ..collector import load_results
 from ..errors import QParityError
+from ..records.report import REPORT_NAME, read_report
 from ..records.nightly import NIGHTLY_REPORT, NightlyReport, read_nightly_report
 from .store import HistoryStore, utc_now
 
@@ -16,7 +17,7 @@ def ingest_folder(store_path: Path, platform: str, folder: Path, run_id: str | N
     """Append one collected results folder (engine files + eval_report.json) as one run."""
     results = load_results(folder)
     report_file = folder / REPORT_NAME
-    report = json.loads(report_file.read_text()) if report_file.is_file() else None
+    report = read_report(report_file) if report_file.is_file() else None
     date = date or utc_now()
     run_id = run_id or f"local-{date}"
     with HistoryStore(store_path) as store:
@@ -48,7 +49,7 @@ def append_nightly(store_path: Path, report: NightlyReport, out: Path, run_id: s
     with HistoryStore(store_path) as store:
         for name in usable:
             work = out / "platforms" / name
-            collected = json.loads((work / REPORT_NAME).read_text())
+            collected = read_report(work / REPORT_NAME)
             for e, cell in report.platforms[name].engines.items():  # the nightly's "missing" too
                 collected["engines"].setdefault(e, cell.to_json())
             results = load_results(work)

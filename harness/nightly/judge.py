@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REFERENCE, REPORT_NAME, collect,
+from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REPORT_NAME, collect,
                          load_results, map_delta)
 from ..errors import QParityError
 from ..fileio import write_json_atomic
 from ..protocol import locked_protocol
+from ..records.report import read_report
 from ..records.nightly import (NIGHTLY_REPORT, EngineCell, Finding, GoldenCheck, Host, NightlyReport,
                                PlatformSummary, QdqRef)
 from ..results import RESULT_SCHEMA
@@ -112,12 +113,10 @@ def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, An
     entry["status"] = "ok"
     own = folder / REPORT_NAME
     if own.is_file():
-        try:
-            theirs = json.loads(own.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            theirs = None
-        v = theirs.get("verdict") if isinstance(theirs, dict) else None
-        entry["platform_verdict"] = v if isinstance(v, str) else "unreadable"
+        try:  # the platform's own verdict, shown beside the re-collected one
+            entry["platform_verdict"] = read_report(own)["verdict"]
+        except QParityError:
+            entry["platform_verdict"] = "unreadable"
     return entry
 
 
@@ -230,9 +229,13 @@ def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, An
 
 
 def engine_order(plats: dict[str, dict[str, Any]], golden: str) -> list[str]:
-    seen = {e for p in plats.values() for e in ((p["report"] or {}).get("engines") or {})}
-    rest = sorted(seen - {golden, REFERENCE})
-    return [golden] + rest + ([REFERENCE] if REFERENCE in seen else [])
+    """The golden engine first, reference engines (never gated: the collector marks them by the
+    result's own flag) last, the others by name between."""
+    entries = [(e, ent) for p in plats.values() for e, ent in ((p["report"] or {}).get("engines")
+                                                              or {}).items()]
+    refs = sorted({e for e, ent in entries if ent.get("status") == "reference"} - {golden})
+    rest = sorted({e for e, _ in entries} - {golden} - set(refs))
+    return [golden] + rest + refs
 
 
 def platform_summary(name: str, p: dict[str, Any]) -> PlatformSummary:

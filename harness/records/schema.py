@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .base import Record
+from .nightly import NightlyReport
 from .preflight import PreflightVerdict
 from .report import EvalReport
 from .result import EngineResult
 
 # Every record qparity writes to disk, in the order docs/records.md describes them.
-PUBLISHED: tuple[type[Record], ...] = (EngineResult, EvalReport, PreflightVerdict)
+PUBLISHED: tuple[type[Record], ...] = (EngineResult, EvalReport, PreflightVerdict, NightlyReport)
 DEFAULT_OUT = Path("docs") / "schema"
 
 
