@@ -235,19 +235,6 @@ def emulated_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     return entry.get("emulated") or (((entry.get("env") or {}).get("cpu") or {}).get("emulated"))
 
 
-def report_note(report: dict[str, Any]) -> str | None:
-    """One caption line for a report with emulated rows, naming the model and flags seen."""
-    seen = {}
-    for e in (report.get("engines") or {}).values():
-        em = emulated_of(e)
-        if em:
-            seen[em["qemu_model"]] = em
-    if not seen:
-        return None
-    return "; ".join(f"emulated {m} (flags seen: {', '.join(em['flags_seen'])}): {ACCURACY_ONLY}, "
-                     f"no latency measured" for m, em in seen.items())
-
-
 def add_run_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emulate-cpu", metavar="CLASS|MODEL",
                    help=f"run the engines under user-mode QEMU on this CPU class "

@@ -21,27 +21,57 @@ from rich.table import Table
 from rich.text import Text
 
 from .census import ratio_text
+from .emulate import ACCURACY_ONLY
+from .records.report import EngineEntry, EvalReport
+from .records.result import Emulation
 from .stability import SPREAD_THRESHOLD
-from .emulate import emulated_of, report_note
 
 STATUS_STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold red",
                 "unavailable": "yellow", "ok": "green", "reference": "cyan"}
 LOG_WIDTH = 170  # a log or CI capture: wide enough for the wide table
 
 
+def as_report(report: EvalReport | dict[str, Any]) -> EvalReport:
+    """The report as its record: the dict the collector returns (or read from a file) is read
+    once, here, at the entry of each renderer; a record passes through."""
+    return report if isinstance(report, EvalReport) else EvalReport.from_json(report)
+
+
+# --- the free-form parts (their keys belong to a library or to envinfo), one reader each -------
+def env_cpu(env: dict[str, Any] | None) -> dict[str, Any]:
+    """The CPU facts of an environment (harness/envinfo.py), {} when it has none."""
+    return (env or {}).get("cpu") or {}
+
+
+def emulation(e: EngineEntry) -> Emulation | None:
+    """The emulated CPU an engine ran on (its environment's `cpu.emulated`, which
+    harness/emulate.py mark_result writes), None when native."""
+    em = env_cpu(e.env).get("emulated")
+    return Emulation.from_json(em, "env.cpu.emulated") if em else None
+
+
+def emulation_note(report: EvalReport) -> str | None:
+    """One caption line for a report with emulated rows, naming the model and flags seen."""
+    seen = {em.qemu_model: em for em in map(emulation, report.engines.values()) if em}
+    if not seen:
+        return None
+    return "; ".join(f"emulated {m} (flags seen: {', '.join(em.flags_seen)}): {ACCURACY_ONLY}, "
+                     f"no latency measured" for m, em in seen.items())
+
+
 def _num(v: Any, fmt: str = "{:.2f}", style: str = "") -> Text:
     return Text("-" if v is None else fmt.format(v), style=style)
 
 
-def mostly_float(name: str, e: dict[str, Any]) -> bool:
+def mostly_float(name: str, e: EngineEntry) -> bool:
     """Fewer than half of the file's quantized compute ops really ran in int8."""
-    c = e.get("census")
-    reference = e.get("reference") or e.get("status") == "reference"  # float by design
-    return bool(c) and not reference and c["int8_compute_ops"] * 2 < (e.get("quantized_in_file") or 0)
+    reference = e.status == "reference"  # float by design
+    return (bool(e.census) and not reference
+            and e.census["int8_compute_ops"] * 2 < (e.quantized_in_file or 0))
 
 
-def speedup_cell(e: dict[str, Any]) -> Text:
-    s, conf = e.get("speedup_vs_golden"), e.get("speedup_confidence")
+def speedup_cell(e: EngineEntry) -> Text:
+    s, conf = e.speedup_vs_golden, e.speedup_confidence
     if s is None:
         return Text("-")
     if conf == "noisy":
@@ -56,19 +86,30 @@ def short_ms(v: float) -> str:
     return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
-def _latency_cell(lat: dict[str, Any], key: str, compact: bool = False) -> Text:
-    v = lat.get(key)
-    style = "yellow" if lat.get("stable") is False else ""
+def _latency_cell(e: EngineEntry, key: str, compact: bool = False) -> Text:
+    lat = e.latency_ms
+    v = None if lat is None else getattr(lat, key)
+    style = "yellow" if unstable(e) else ""
     return Text("-" if v is None else short_ms(v) if compact else f"{v:.3f}", style=style)
 
 
-def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
-    golden, tol = report["golden"], report["tolerance_map50_95"]
-    data = report.get("data") or {}
-    proto = report.get("protocol") or {}
-    title = (f"qparity: {len(report['engines'])} engine(s) vs golden [bold]{escape(golden)}[/] "
-             f"(tolerance {tol} mAP points) on {data.get('images_evaluated', '?')} images")
-    ref = report.get("reference")
+def unstable(e: EngineEntry) -> bool:
+    """The engine's latency was measured and found unstable (harness/stability.py)."""
+    return e.latency_ms is not None and e.latency_ms.stable is False
+
+
+def _or(v: Any, default: Any) -> Any:
+    return default if v is None else v
+
+
+def engine_table(report: EvalReport | dict[str, Any], wide: bool = False) -> Table:
+    report = as_report(report)
+    golden, tol = report.golden, report.tolerance_map50_95
+    data, proto = report.data, report.protocol or {}
+    images = "?" if data is None else _or(data.images_evaluated, "?")
+    title = (f"qparity: {len(report.engines)} engine(s) vs golden [bold]{escape(golden)}[/] "
+             f"(tolerance {tol} mAP points) on {images} images")
+    ref = report.reference
     t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
               pad_edge=False, collapse_padding=True)
     if wide:
@@ -83,65 +124,64 @@ def engine_table(report: dict[str, Any], wide: bool = False) -> Table:
         # may wrap: rich narrows wrappable columns first, so no number is ever cut
         t.add_column(col, justify="left" if col in ("engine", "status") else "right",
                      no_wrap=wide or col != "engine", overflow="fold")
-    for name, e in report["engines"].items():
-        m = e.get("metrics") or {}
-        lat = e.get("latency_ms") or {}
-        bad = e["status"] in ("fail", "error")
-        delta = e.get("delta_map50_95")
-        label = name + (" (golden)" if name == golden else "") + (" DRIFT" if e.get("golden_drift") else "")
-        if emulated_of(e):  # every emulated row says so (harness/emulate.py)
-            label += f" [{emulated_of(e)['label']}]"
+    for name, e in report.engines.items():
+        m = e.metrics
+        bad = e.status in ("fail", "error")
+        label = name + (" (golden)" if name == golden else "") + (" DRIFT" if e.golden_drift else "")
+        em = emulation(e)
+        if em:  # every emulated row says so (harness/emulate.py)
+            label += f" [{em.label}]"
         cells = [
-            Text(label, style="bold red" if e.get("golden_drift") else "bold" if name == golden else ""),
-            Text(e["status"], style=STATUS_STYLE.get(e["status"], "")),
-            _num(m.get("map50_95"), style="red" if bad else ""),
-            _num(delta, "{:+.2f}", "bold red" if e["status"] == "fail" else ""),
+            Text(label, style="bold red" if e.golden_drift else "bold" if name == golden else ""),
+            Text(e.status, style=STATUS_STYLE.get(e.status, "")),
+            _num(m and m.map50_95, style="red" if bad else ""),
+            _num(e.delta_map50_95, "{:+.2f}", "bold red" if e.status == "fail" else ""),
         ]
         if ref:
-            d = e.get("delta_vs_qdq_ref")
+            d = e.delta_vs_qdq_ref
             cells.append(_num(d, "{:+.2f}", "bold red" if d is not None and abs(d) > tol else ""))
-        int8 = (Text("no QDQ", style="bold yellow") if e.get("model_note") else
-                Text(ratio_text(e.get("census"), e.get("quantized_in_file")),
+        int8 = (Text("no QDQ", style="bold yellow") if e.model_note else
+                Text(ratio_text(e.census, e.quantized_in_file),
                      style="yellow" if mostly_float(name, e) else ""))
         if wide:
-            sp = lat.get("spread")
-            cells += [_num(m.get("map50")), _num(m.get("map75")), _num(m.get("map_small")),
-                      _num(m.get("map_medium")), _num(m.get("map_large")),
-                      _latency_cell(lat, "median"), _latency_cell(lat, "p95"),
+            sp = e.latency_ms and e.latency_ms.spread
+            cells += [_num(m and m.map50), _num(m and m.map75), _num(m and m.map_small),
+                      _num(m and m.map_medium), _num(m and m.map_large),
+                      _latency_cell(e, "median"), _latency_cell(e, "p95"),
                       _num(None if sp is None else sp * 100, "{:.0f}%",
-                           "yellow" if lat.get("stable") is False else ""),
+                           "yellow" if unstable(e) else ""),
                       speedup_cell(e), int8]
         else:
-            cells += [_latency_cell(lat, "median", compact=True), speedup_cell(e), int8]
+            cells += [_latency_cell(e, "median", compact=True), speedup_cell(e), int8]
         t.add_row(*cells)
-    notes = [n for n in (report_note(report),) if n]
+    notes = [n for n in (emulation_note(report),) if n]
     if proto and not proto.get("baseline", True):
         notes.append(f"NOT a baseline run: protocol overrides {proto.get('overrides')}")
-    if data.get("limit"):
-        notes.append(f"--limit {data['limit']}: first {data.get('images_evaluated')} of "
-                     f"{data.get('images_in_folder')} images")
+    if data is not None and data.limit:
+        notes.append(f"--limit {data.limit}: first {data.images_evaluated} of "
+                     f"{data.images_in_folder} images")
     if notes:
         t.caption = escape("; ".join(notes))
         t.caption_style = "bold yellow"
     return t
 
 
-def latency_notes(report: dict[str, Any]) -> list[str]:
+def latency_notes(report: EvalReport | dict[str, Any]) -> list[str]:
     """What one latency sample covers, per engine, and the engine's own figure beside it."""
     out = []
-    for name, e in report["engines"].items():
-        lat = e.get("latency_ms") or {}
-        if not lat.get("timed"):
+    for name, e in as_report(report).engines.items():
+        lat = e.latency_ms
+        if lat is None or not lat.timed:
             continue
-        own = (lat.get("engine_reported") or {}).get("median")
-        out.append(f"latency {name}: {lat['timed']}"
+        own = lat.engine_reported.median if lat.engine_reported is not None else None
+        out.append(f"latency {name}: {lat.timed}"
                    + (f" (engine's own median {own:.3f} ms)" if own is not None else ""))
     return out
 
 
-def legend(report: dict[str, Any], wide: bool = False) -> list[str]:
+def legend(report: EvalReport | dict[str, Any], wide: bool = False) -> list[str]:
     """One line per colour or ratio the table uses, only for those it does use."""
-    engines = report["engines"]
+    engines = as_report(report).engines
     pct = f"{SPREAD_THRESHOLD:.0%}"
     lines = ["Δ: mAP50-95 points against the golden engine (and against qdq-ref, the model's own "
              "Q/DQ arithmetic); red: outside the tolerance."]
@@ -149,15 +189,15 @@ def legend(report: dict[str, Any], wide: bool = False) -> list[str]:
                  + ("'lat med ms' and 'lat P95 ms' per batch-1 inference" if wide else
                     "the median per batch-1 inference")
                  + f"; yellow latency: its P95 is over {pct} above its median (unstable).")
-    if any(e.get("speedup_confidence") in ("noisy", "indicative") for e in engines.values()):
+    if any(e.speedup_confidence in ("noisy", "indicative") for e in engines.values()):
         lines.append(f"noisy: a latency spread over {pct} makes a rerun able to flip this "
                      f"speed-up; ~x: its direction holds, its size does not.")
     lines.append("int8 ran: compute ops that really ran in int8 / ops quantized in the file"
                  + ("; yellow: under half ran in int8 (mostly float)." if any(
                      mostly_float(n, e) for n, e in engines.items()) else "."))
-    if any(e.get("model_note") for e in engines.values()):
+    if any(e.model_note for e in engines.values()):
         lines.append("no QDQ: the model file has no quantized ops, so it is not an INT8 QDQ model.")
-    if any(e.get("golden_drift") for e in engines.values()):
+    if any(e.golden_drift for e in engines.values()):
         lines.append("DRIFT: the golden engine is off qdq-ref by more than the tolerance.")
     return lines
 
@@ -182,12 +222,12 @@ def _setting_items(info: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def engine_options(report: dict[str, Any]) -> dict[str, str]:
+def engine_options(report: EvalReport | dict[str, Any]) -> dict[str, str]:
     """Every setting each engine ran with, as `KEY=VALUE` (what was asked for, not defaults we
     assume), so that a run with `--engine-opt` is never mistaken for one without."""
     out = {}
-    for name, e in report["engines"].items():
-        flat = [f"{k}={_flat(v)}" for k, v in _setting_items(e.get("engine") or {})]
+    for name, e in as_report(report).engines.items():
+        flat = [f"{k}={_flat(v)}" for k, v in _setting_items(e.engine or {})]
         if flat:
             out[name] = " ".join(flat)
     return out
@@ -209,13 +249,13 @@ def changed_settings(info: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def non_default_options(report: dict[str, Any]) -> dict[str, str]:
+def non_default_options(report: EvalReport | dict[str, Any]) -> dict[str, str]:
     """Per engine, `KEY=VALUE` of the settings away from their default: what the terminal
     caption lists (the HTML report keeps every setting). An older result without defaults
     shows all its settings, marked so."""
     out = {}
-    for name, e in report["engines"].items():
-        info = e.get("engine") or {}
+    for name, e in as_report(report).engines.items():
+        info = e.engine or {}
         changed = changed_settings(info)
         if changed is None:
             flat = [f"{k}={_flat(v)}" for k, v in _setting_items(info)]
@@ -240,16 +280,22 @@ def fits(console: Console, table: Table) -> bool:
     return natural <= console.width
 
 
-def choose_table(report: dict[str, Any], console: Console, wide: bool | None = None) -> Table:
+def choose_table(report: EvalReport | dict[str, Any], console: Console,
+                 wide: bool | None = None) -> Table:
     """`wide` True/False forces a form; None takes the wide one only when it fits."""
+    report = as_report(report)
     if wide is None:
         t = engine_table(report, wide=True)
         return t if fits(console, t) else engine_table(report, wide=False)
     return engine_table(report, wide=wide)
 
 
-def print_report(report: dict[str, Any], console: Console | None = None,
+def print_report(report: EvalReport | dict[str, Any], console: Console | None = None,
                  wide: bool | None = None) -> None:
+    """The table, its legend, what each latency covers, the settings away from their defaults,
+    the reasons and the verdict. `report`: the collector's dict (read here as an EvalReport,
+    once) or the record."""
+    report = as_report(report)
     console = console or wide_console()
     table = choose_table(report, console, wide)
     is_wide = any(c.header == "mAP50" for c in table.columns)
@@ -268,12 +314,12 @@ def print_report(report: dict[str, Any], console: Console | None = None,
         console.print(Text("engine settings not at their default (the HTML report lists all):",
                            style="dim"))
         console.print(grid, style="dim")
-    for name, e in report["engines"].items():
-        if e.get("reason"):
-            console.print(Text.assemble((name, STATUS_STYLE.get(e["status"], "")), f": {e['reason']}"))
-    ref = report.get("reference")
-    if ref and ref.get("golden_drift"):
-        console.print(Text.assemble(("golden drift:", "bold red"), f" {ref['note']}"))
-    colour = {"pass": "green", "fail": "red"}.get(report["verdict"], "red")
-    console.print(Text.assemble("verdict: ", (report["verdict"], f"bold {colour}"),
-                                f" (exit {report['exit_code']})"))
+    for name, e in report.engines.items():
+        if e.reason:
+            console.print(Text.assemble((name, STATUS_STYLE.get(e.status, "")), f": {e.reason}"))
+    ref = report.reference
+    if ref and ref.golden_drift:
+        console.print(Text.assemble(("golden drift:", "bold red"), f" {ref.note}"))
+    colour = {"pass": "green", "fail": "red"}.get(report.verdict, "red")
+    console.print(Text.assemble("verdict: ", (report.verdict, f"bold {colour}"),
+                                f" (exit {report.exit_code})"))

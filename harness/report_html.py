@@ -24,7 +24,7 @@ from .census import ratio_text
 from .fileio import sha256_file, write_atomic
 from .emulate import emulated_of
 from .palette import engine_colour
-from .report import engine_options, legend, mostly_float, non_default_options
+from .report import as_report, engine_options, legend, mostly_float, non_default_options
 from .stability import SPREAD_THRESHOLD
 
 HTML_NAME = "report.html"
@@ -310,6 +310,7 @@ def results_table(report: dict[str, Any]) -> str:
         "mAP50", "mAP75", "S", "M", "L", "lat med ms", "lat P95 ms", "spread", "speed-up",
         "int8 ran/file"]
     rows = []
+    typed = as_report(report).engines
     for name, e in report["engines"].items():
         m, lat = e.get("metrics") or {}, e.get("latency_ms") or {}
         st = e["status"]
@@ -332,7 +333,7 @@ def results_table(report: dict[str, Any]) -> str:
                      _cell(s, "~{:.2f}x" if conf == "indicative" else "{:.2f}x",
                            "warn" if conf == "indicative" else ""))
         cells.append(_cell(ratio_text(e.get("census"), e.get("quantized_in_file")), "{}",
-                           "warn" if mostly_float(name, e) else ""))
+                           "warn" if mostly_float(name, typed[name]) else ""))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ("<div class=scroll><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
             + "</tr>" + "".join(rows) + "</table></div>")

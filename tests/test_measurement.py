@@ -113,11 +113,14 @@ def test_prefetch_uses_the_cores_the_engine_leaves():
 def test_report_says_what_each_latency_covers():
     from harness.report import latency_notes
 
-    rep = {"engines": {
-        "ort-cpu": {"latency_ms": {"median": 3.0, "timed": "one InferenceSession.run"}},
-        "openvino": {"latency_ms": {"median": 3.1, "timed": "one infer request",
-                                    "engine_reported": {"median": 2.95}}},
-        "tensorrt": {"status": "unavailable", "latency_ms": None}}}
+    rep = {"schema": 1, "created": "", "run_id": None, "golden": "ort-cpu",
+           "tolerance_map50_95": 0.5, "verdict": "error", "exit_code": 2, "engines": {
+               "ort-cpu": {"status": "pass", "latency_ms": {"median": 3.0, "p95": 3.1,
+                                                            "timed": "one InferenceSession.run"}},
+               "openvino": {"status": "pass", "latency_ms": {
+                   "median": 3.1, "p95": 3.2, "timed": "one infer request",
+                   "engine_reported": {"median": 2.95, "p95": 3.0}}},
+               "tensorrt": {"status": "unavailable", "latency_ms": None}}}
     assert latency_notes(rep) == [
         "latency ort-cpu: one InferenceSession.run",
         "latency openvino: one infer request (engine's own median 2.950 ms)"]

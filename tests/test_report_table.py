@@ -9,6 +9,8 @@ import io
 import pytest
 from rich.console import Console
 
+from harness.records.base import RecordError
+from harness.records.report import EvalReport
 from harness.report import choose_table, engine_table, print_report
 from harness.stability import SPREAD_THRESHOLD, annotate, is_stable, speedup_confidence, spread
 
@@ -26,6 +28,14 @@ def entry(status, m, delta, dref, median, p95, int8=18, in_file=59, settings=Non
             "engine": {"settings": settings or {}}}
 
 
+def report_of(engines, **fields):
+    """A valid eval_report.json (what the collector writes) around these engine entries: the
+    table reads it through the EvalReport record, which refuses a partial one."""
+    return {"schema": 1, "created": "2026-12-02T10:00:00+0000", "run_id": None,
+            "golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": "pass", "exit_code": 0,
+            "protocol": {"baseline": True}, "engines": engines, **fields}
+
+
 def report(noisy=False):
     engines = {
         "ort-cpu": entry("pass", 75.04, 0.0, -0.13, 123.456, 131.2,
@@ -41,9 +51,9 @@ def report(noisy=False):
     for e in engines.values():
         if e["latency_ms"]:
             e["speedup_vs_golden"] = round(123.456 / e["latency_ms"]["median"], 3)
-    rep = {"golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": "error", "exit_code": 2,
-           "data": {"images_evaluated": 300}, "protocol": {"baseline": True},
-           "reference": {"golden_drift": False}, "engines": engines}
+    rep = report_of(engines, verdict="error", exit_code=2, data={"images_evaluated": 300},
+                    reference={"engine": "qdq-ref", "map50_95": 75.17, "golden_delta": 0.13,
+                               "golden_drift": False})
     annotate(rep["engines"], "ort-cpu")
     return rep
 
@@ -93,6 +103,28 @@ def test_noisy_latency_replaces_a_speed_up_a_rerun_could_flip():
     text = render(rep, 80)
     assert "~2.70x" in text and "noisy" in text and "0.88x" not in text
     assert "a rerun able to flip" in text
+
+
+def test_the_table_reads_the_report_through_its_record():
+    rep = report()
+    assert render(EvalReport.from_json(rep), 80) == render(rep, 80)
+    # a report that is not one is refused where it is read, naming the field
+    bad = {**rep, "engines": {**rep["engines"], "openvino": {**rep["engines"]["openvino"],
+                                                             "status": "meh"}}}
+    with pytest.raises(RecordError, match=r"engines\.openvino\.status"):
+        render(bad, 80)
+
+
+def test_emulated_rows_are_labelled_from_the_entry_environment():
+    rep = report()
+    em = {"spec": "x86-64-v2", "qemu_model": "Nehalem", "flags_seen": ["SSE41", "SSE42"],
+          "label": "emulated Nehalem: accuracy only"}
+    rep["engines"]["qdq-ref"]["env"] = {"cpu": {"model": "emulated Nehalem", "emulated": em}}
+    text = render(rep, 200)
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("qdq-ref"))
+    assert "[emulated Nehalem: accuracy only]" in row
+    assert "emulated Nehalem (flags seen: SSE41, SSE42): accuracy only, no latency measured" in text
+    assert "emulated" not in render(report(), 200)
 
 
 @pytest.mark.parametrize("median,p95,stable", [(10, 10 * (1 + SPREAD_THRESHOLD), True),
@@ -163,8 +195,7 @@ def described(tmp_path, cls, options=None):
 
 
 def settings_report(engines):
-    rep = {"golden": "ort-cpu", "tolerance_map50_95": 0.5, "verdict": "pass", "exit_code": 0,
-           "data": {"images_evaluated": 10}, "protocol": {"baseline": True}, "engines": engines}
+    rep = report_of(engines, data={"images_evaluated": 10})
     annotate(rep["engines"], "ort-cpu")
     return rep
 
