@@ -22,9 +22,11 @@ from typing import Any
 
 from .census import ratio_text
 from .fileio import sha256_file, write_atomic
-from .emulate import emulated_of
 from .palette import engine_colour
-from .report import as_report, engine_options, legend, mostly_float, non_default_options
+from .records.report import EngineEntry, EvalReport
+from .records.result import EngineResult
+from .report import (as_report, emulation, engine_options, env_cpu, legend, mostly_float,
+                     non_default_options, unstable)
 from .stability import SPREAD_THRESHOLD
 
 HTML_NAME = "report.html"
@@ -36,43 +38,46 @@ esc = html.escape
 
 # ------------------------------------------------------------------ data from the folder
 def latency_samples(out: Path, engines: list[str]) -> dict[str, list[float]]:
-    """Raw timed samples per engine, from `<out>/<engine>.json` (the report keeps summaries)."""
+    """Raw timed samples per engine, from `<out>/<engine>.json` (the report keeps summaries),
+    read through the EngineResult record: a file that is not a result (the collector already
+    lists it as invalid) has no samples to plot."""
     found = {}
     for name in engines:
         try:
-            r = json.loads((out / f"{name}.json").read_text())
-        except (OSError, ValueError):
+            r = EngineResult.from_json(json.loads((out / f"{name}.json").read_text()))
+        except (OSError, ValueError):  # unreadable, not JSON, or not a result (RecordError)
             continue
-        s = (r.get("latency_ms") or {}).get("samples_ms")
+        s = r.latency_ms.samples_ms if r.latency_ms is not None else None
         if s:
             found[name] = [float(x) for x in s]
     return found
 
 
-def class_aps(out: Path, report: dict[str, Any]) -> tuple[dict[str, dict[int, float | None]],
-                                                         dict[int, str], str]:
+def class_aps(out: Path, report: EvalReport | dict[str, Any]
+              ) -> tuple[dict[str, dict[int, float | None]], dict[int, str], str]:
     """Per-class AP50-95 per engine from the saved detections; ({}, {}, why) when impossible
     (a report copied from another machine without its annotation file, say)."""
     from .data import Dataset
 
-    data = report.get("data") or {}
-    if not data.get("annotations") or not data.get("images_dir"):
+    report = as_report(report)
+    data = report.data
+    if data is None or not data.annotations or not data.images_dir:
         return {}, {}, "the report does not name its data"
     try:
-        ds = Dataset.load(Path(data["images_dir"]), Path(data["annotations"]), data.get("limit"))
+        ds = Dataset.load(Path(data.images_dir), Path(data.annotations), data.limit)
     except Exception as e:  # the page must never cost the run its verdict
         return {}, {}, f"data not readable here ({e})"
     names = {int(c["id"]): str(c.get("name", c["id"])) for c in ds.coco_json.get("categories", [])}
     aps = {}
-    for name, e in report["engines"].items():
+    for name, e in report.engines.items():
         f = out / "detections" / f"{name}.npz"
-        if not e.get("metrics") or not f.is_file():
+        if e.metrics is None or not f.is_file():
             continue
         # pycocotools costs seconds per engine (more on full COCO): keep the answer beside the
         # detections, keyed by what it was computed from, so re-collecting does not pay again
         cache = f.with_suffix(".per_class_ap.json")
-        key = {"detections_sha256": sha256_file(f), "annotations_sha256": data.get("annotations_sha256"),
-               "image_list_sha256": data.get("image_list_sha256")}
+        key = {"detections_sha256": sha256_file(f), "annotations_sha256": data.annotations_sha256,
+               "image_list_sha256": data.image_list_sha256}
         try:
             cached = json.loads(cache.read_text()) if cache.is_file() else {}
             if cached.get("key") == key:
@@ -160,18 +165,22 @@ def x_axis(ax: Axis, y: float, top: float, unit: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ plots
-def map_plot(report: dict[str, Any]) -> str:
+def map50_95(e: EngineEntry | None) -> float | None:
+    return e.metrics.map50_95 if e is not None and e.metrics is not None else None
+
+
+def map_plot(report: EvalReport) -> str:
     """Two panels: mAP50-95 per engine with golden ± tolerance shaded, and the deltas zoomed."""
-    golden, tol = report["golden"], report["tolerance_map50_95"]
-    rows = [(n, e) for n, e in report["engines"].items() if (e.get("metrics") or {}).get("map50_95") is not None]
+    golden, tol = report.golden, report.tolerance_map50_95
+    rows = [(n, map50_95(e), e) for n, e in report.engines.items() if map50_95(e) is not None]
     if not rows:
         return "<p>No engine produced an mAP.</p>"
-    g = (report["engines"].get(golden, {}).get("metrics") or {}).get("map50_95")
+    g = map50_95(report.engines.get(golden))
     left, rh, top = 130, 26, 30
     h = top + rh * len(rows) + 44
     body = []
     # panel 1: absolute mAP
-    hi = min(100.0, max(m["metrics"]["map50_95"] for _, m in rows) * 1.1 + 1)
+    hi = min(100.0, max(v for _, v, _ in rows) * 1.1 + 1)
     ax = Axis(0, hi, left, W / 2 - 20)
     body += x_axis(ax, top + rh * len(rows) + 4, top - 6, "mAP50-95 (points)")
     body.append(text(left, 16, "mAP50-95 per engine", weight="bold"))
@@ -181,15 +190,14 @@ def map_plot(report: dict[str, Any]) -> str:
                     f'{g:.2f} ± {tol}</title></rect>')
         body.append(f'<line x1="{ax(g):.1f}" y1="{top - 6}" x2="{ax(g):.1f}" '
                     f'y2="{top + rh * len(rows) + 4}" stroke="#2ca02c" stroke-dasharray="3,2"/>')
-    for i, (name, e) in enumerate(rows):
+    for i, (name, v, _) in enumerate(rows):
         y = top + i * rh
-        v = e["metrics"]["map50_95"]
         body.append(text(left - 8, y + 16, name, "end", weight="bold" if name == golden else "normal"))
         body.append(f'<rect x="{ax(0):.1f}" y="{y + 4}" width="{ax(v) - ax(0):.1f}" height="{rh - 8}" '
                     f'fill="{engine_colour(name)}"><title>{esc(name)}: {v:.2f}</title></rect>')
         body.append(text(ax(v) + 4, y + 16, f"{v:.2f}", size=11))
     # panel 2: deltas against golden, band = tolerance
-    deltas = [(n, e.get("delta_map50_95")) for n, e in rows]
+    deltas = [(n, e.delta_map50_95) for n, _, e in rows]
     span = max([abs(d) for _, d in deltas if d is not None] + [2 * tol]) * 1.2
     ax2 = Axis(-span, span, W / 2 + 60, W - 20)
     body += x_axis(ax2, top + rh * len(rows) + 4, top - 6, f"Δ mAP50-95 vs {golden} (points)")
@@ -242,11 +250,11 @@ def class_plot(golden: str, aps: dict[str, dict[int, float | None]], names: dict
     return svg(W, top + rh * len(moved) + 44, body, f"per-class AP differences, {engine}")
 
 
-def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str:
+def latency_plot(report: EvalReport, samples: dict[str, list[float]]) -> str:
     """Per engine: every raw sample (a dot), the P5-P95 whisker, the box Q1-Q3, the median."""
     if not samples:
         return "<p>No latency samples in the result files.</p>"
-    names = [n for n in report["engines"] if n in samples]
+    names = [n for n in report.engines if n in samples]
     lo = min(min(s) for s in samples.values())
     hi = max(max(s) for s in samples.values())
     log = hi / max(lo, 1e-9) > 8  # engines an order of magnitude apart: a linear axis hides one
@@ -260,7 +268,6 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
         s = samples[name]
         y = top + i * rh + rh / 2
         col = engine_colour(name)
-        lat = report["engines"][name].get("latency_ms") or {}
         p5, q1, med, q3, p95 = percentiles(s, (5, 25, 50, 75, 95))
         body.append(text(left - 8, y + 4, name, "end"))
         jitter = [(k * 0.618034) % 1.0 - 0.5 for k in range(len(s))]  # deterministic spread
@@ -272,10 +279,10 @@ def latency_plot(report: dict[str, Any], samples: dict[str, list[float]]) -> str
         body.append(f'<line x1="{ax(med):.1f}" y1="{y - 11}" x2="{ax(med):.1f}" y2="{y + 11}" '
                     f'stroke="{col}" stroke-width="3"><title>{esc(name)} median {med:.3f} ms'
                     f'</title></line>')
-        unstable = lat.get("stable") is False
-        note = f"med {med:.3g} · P95 {p95:.3g}" + (" · UNSTABLE" if unstable else "")
-        body.append(text(W - 205, y + 4, note, size=11, fill="#b36b00" if unstable else "#222",
-                         weight="bold" if unstable else "normal"))
+        shaky = unstable(report.engines[name])
+        note = f"med {med:.3g} · P95 {p95:.3g}" + (" · UNSTABLE" if shaky else "")
+        body.append(text(W - 205, y + 4, note, size=11, fill="#b36b00" if shaky else "#222",
+                         weight="bold" if shaky else "normal"))
     return svg(W, top + rh * len(names) + 44, body, "latency distributions per engine")
 
 
@@ -297,52 +304,53 @@ def _cell(v: Any, f: str = "{:.2f}", cls: str = "") -> str:
     return f'<td class="{cls}">{"-" if v is None else esc(f.format(v))}</td>'
 
 
-def emulated_label(entry: dict[str, Any]) -> str:
+def emulated_label(entry: EngineEntry) -> str:
     """The same `[emulated <model>: accuracy only]` mark as the terminal table's."""
-    em = emulated_of(entry)
-    return f" <i>[{esc(em['label'])}]</i>" if em else ""
+    em = emulation(entry)
+    return f" <i>[{esc(em.label)}]</i>" if em else ""
 
 
-def results_table(report: dict[str, Any]) -> str:
-    golden, tol = report["golden"], report["tolerance_map50_95"]
-    ref = report.get("reference")
+def results_table(report: EvalReport) -> str:
+    golden, tol = report.golden, report.tolerance_map50_95
+    ref = report.reference
     head = ["engine", "status", "mAP50-95", "Δ golden"] + (["Δ qdq-ref"] if ref else []) + [
         "mAP50", "mAP75", "S", "M", "L", "lat med ms", "lat P95 ms", "spread", "speed-up",
         "int8 ran/file"]
     rows = []
-    typed = as_report(report).engines
-    for name, e in report["engines"].items():
-        m, lat = e.get("metrics") or {}, e.get("latency_ms") or {}
-        st = e["status"]
-        unstable = "warn" if lat.get("stable") is False else ""
+    for name, e in report.engines.items():
+        m, lat = e.metrics, e.latency_ms
+        st = e.status
+        warn = "warn" if unstable(e) else ""
         cells = [f'<td><span class="swatch" style="background:{engine_colour(name)}"></span>'
                  f'{esc(name)}{" (golden)" if name == golden else ""}'
-                 f'{" <b class=bad>DRIFT</b>" if e.get("golden_drift") else ""}'
+                 f'{" <b class=bad>DRIFT</b>" if e.golden_drift else ""}'
                  f'{emulated_label(e)}</td>',
                  f'<td class="l s-{esc(st)}">{esc(st)}</td>',
-                 _cell(m.get("map50_95"), cls="bad" if st in ("fail", "error") else ""),
-                 _cell(e.get("delta_map50_95"), "{:+.2f}", "bad" if st == "fail" else "")]
+                 _cell(m and m.map50_95, cls="bad" if st in ("fail", "error") else ""),
+                 _cell(e.delta_map50_95, "{:+.2f}", "bad" if st == "fail" else "")]
         if ref:
-            d = e.get("delta_vs_qdq_ref")
+            d = e.delta_vs_qdq_ref
             cells.append(_cell(d, "{:+.2f}", "bad" if d is not None and abs(d) > tol else ""))
-        cells += [_cell(m.get(k)) for k in ("map50", "map75", "map_small", "map_medium", "map_large")]
-        cells += [_cell(lat.get("median"), "{:.3f}", unstable), _cell(lat.get("p95"), "{:.3f}", unstable),
-                  _cell(None if lat.get("spread") is None else lat["spread"] * 100, "{:.0f}%", unstable)]
-        s, conf = e.get("speedup_vs_golden"), e.get("speedup_confidence")
+        cells += [_cell(m and getattr(m, k))
+                  for k in ("map50", "map75", "map_small", "map_medium", "map_large")]
+        spread = lat and lat.spread
+        cells += [_cell(lat and lat.median, "{:.3f}", warn), _cell(lat and lat.p95, "{:.3f}", warn),
+                  _cell(None if spread is None else spread * 100, "{:.0f}%", warn)]
+        s, conf = e.speedup_vs_golden, e.speedup_confidence
         cells.append('<td class="warn">noisy</td>' if s is not None and conf == "noisy" else
                      _cell(s, "~{:.2f}x" if conf == "indicative" else "{:.2f}x",
                            "warn" if conf == "indicative" else ""))
-        cells.append(_cell(ratio_text(e.get("census"), e.get("quantized_in_file")), "{}",
-                           "warn" if mostly_float(name, typed[name]) else ""))
+        cells.append(_cell(ratio_text(e.census, e.quantized_in_file), "{}",
+                           "warn" if mostly_float(name, e) else ""))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ("<div class=scroll><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head)
             + "</tr>" + "".join(rows) + "</table></div>")
 
 
-def census_table(report: dict[str, Any]) -> str:
+def census_table(report: EvalReport) -> str:
     rows = []
-    for name, e in report["engines"].items():
-        c = e.get("census")
+    for name, e in report.engines.items():
+        c = e.census  # free-form: its keys are harness/census.py's
         if not c:
             rows.append(f"<tr><td>{esc(name)}</td><td colspan=4 class=l>no census (engine did not "
                         f"run or does not report one)</td></tr>")
@@ -350,7 +358,7 @@ def census_table(report: dict[str, Any]) -> str:
         floats = ", ".join(c.get("float_ops") or [])
         more = c.get("float_compute_ops", 0) - len(c.get("float_ops") or [])
         rows.append(
-            f"<tr><td>{esc(name)}</td><td>{c['int8_compute_ops']} / {e.get('quantized_in_file', '?')}</td>"
+            f"<tr><td>{esc(name)}</td><td>{c['int8_compute_ops']} / {_or(e.quantized_in_file, '?')}</td>"
             f"<td>{c['compute_ops']}</td><td class=l>{esc(c.get('source', ''))}</td>"
             f"<td class='l small'>{esc(floats) or '-'}{f' … and {more} more' if more > 0 else ''}</td></tr>")
     return ("<table><tr><th>engine</th><th>int8 ran / quantized in file</th><th>compute ops</th>"
@@ -358,20 +366,34 @@ def census_table(report: dict[str, Any]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _or(v: Any, default: Any) -> Any:
+    return default if v is None else v
+
+
+def run_env(report: EvalReport) -> dict[str, Any]:
+    """The environment the page describes (free-form, harness/envinfo.py): the golden engine's,
+    else the collector's."""
+    g = report.engines.get(report.golden)
+    return (g.env if g is not None else None) or report.collector_env or {}
+
+
 def _kv(d: dict[str, Any]) -> str:
     return "".join(f"<tr><td>{esc(str(k))}</td><td class=l>{esc(str(v))}</td></tr>" for k, v in d.items())
 
 
-def render(report: dict[str, Any], samples: dict[str, list[float]],
+def render(report: EvalReport | dict[str, Any], samples: dict[str, list[float]],
            aps: dict[str, dict[int, float | None]], class_names: dict[int, str],
            class_note: str = "") -> str:
-    golden, v = report["golden"], report["verdict"]
-    model, data, proto = report.get("model") or {}, report.get("data") or {}, report.get("protocol") or {}
-    reasons = "".join(f"<li><b>{esc(n)}</b> ({esc(e['status'])}): {esc(e['reason'])}</li>"
-                      for n, e in report["engines"].items() if e.get("reason"))
-    ref = report.get("reference") or {}
-    if ref.get("golden_drift"):
-        reasons += f"<li><b class=bad>golden drift</b>: {esc(ref['note'])}</li>"
+    """The page. `report`: the collector's dict (read here as an EvalReport, once) or the
+    record; `samples`, `aps`, `class_names`: what latency_samples and class_aps found."""
+    report = as_report(report)
+    golden, v = report.golden, report.verdict
+    model, data, proto = report.model, report.data, report.protocol or {}
+    reasons = "".join(f"<li><b>{esc(n)}</b> ({esc(e.status)}): {esc(e.reason)}</li>"
+                      for n, e in report.engines.items() if e.reason)
+    ref = report.reference
+    if ref is not None and ref.golden_drift:
+        reasons += f"<li><b class=bad>golden drift</b>: {esc(ref.note)}</li>"
     classes = ""
     if golden in aps:
         plots = [class_plot(golden, aps, class_names, n) for n in aps if n != golden]
@@ -379,19 +401,24 @@ def render(report: dict[str, Any], samples: dict[str, list[float]],
     else:
         classes = f"<p>Per-class AP not available: {esc(class_note or 'no golden detections')}.</p>"
     opts = engine_options(report)
-    env = (report["engines"].get(golden) or {}).get("env") or report.get("collector_env") or {}
-    cpu = env.get("cpu") or {}
-    demo = report.get("demo") or {}
+    env = run_env(report)
+    cpu = env_cpu(env)
+    demo = report.demo or {}
+    images = "?" if data is None else _or(data.images_evaluated, "?")
+    limit = data.limit if data is not None else None
+    first_timed = next((e.latency_ms.timed for e in report.engines.values() if e.latency_ms), None)
+    model_facts = {"model": "path", "model md5": "md5", "md5 record": "md5_file_check"}
+    data_facts = {"image list sha256": "image_list_sha256", "annotations": "annotations"}
     baseline = ("baseline run (the locked protocol)" if proto.get("baseline", True) else
                 f"<b class=bad>NOT a baseline run</b>: overrides {esc(json.dumps(proto.get('overrides')))}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>qparity report: {esc(v)}</title><style>{STYLE}</style></head><body>
 <h1>qparity report <span class="verdict {esc(v)}">{esc(v)}</span></h1>
-<p>Verdict <b>{esc(v)}</b>, exit code {report['exit_code']}: {esc(verdict_sentence(report))}
-Golden engine <b>{esc(golden)}</b>, tolerance ±{report['tolerance_map50_95']} mAP50-95 points;
-{data.get('images_evaluated', '?')} images{f" (--limit {data['limit']})" if data.get('limit') else ''};
-{baseline}. Written {esc(str(report.get('created', '')))}.</p>
+<p>Verdict <b>{esc(v)}</b>, exit code {report.exit_code}: {esc(verdict_sentence(report))}
+Golden engine <b>{esc(golden)}</b>, tolerance ±{report.tolerance_map50_95} mAP50-95 points;
+{images} images{f" (--limit {limit})" if limit else ''};
+{baseline}. Written {esc(str(report.created))}.</p>
 {f'<ul>{reasons}</ul>' if reasons else ''}
 {results_table(report)}
 <p class=small>{'<br>'.join(esc(line) for line in legend(report, wide=True))}</p>
@@ -402,7 +429,7 @@ Golden engine <b>{esc(golden)}</b>, tolerance ±{report['tolerance_map50_95']} m
 {classes}
 <h2>Latency</h2>
 <p class=small>Every timed sample is a dot; the box spans the quartiles, the thick line is the
-median, the whiskers reach P5 and P95. What one sample covers: {esc(str(next((e.get('latency_ms') or {}).get('timed') for e in report['engines'].values() if e.get('latency_ms')) or '-'))}.
+median, the whiskers reach P5 and P95. What one sample covers: {esc(str(first_timed or '-'))}.
 An engine whose P95 is more than {SPREAD_THRESHOLD:.0%} above its median is marked unstable: its
 speed-up is shown as indicative (~) or, where a rerun could put it on the other side of 1.0, as
 "noisy".</p>
@@ -412,9 +439,9 @@ speed-up is shown as indicative (~) or, where a rerun could put it on the other 
 <h2>Settings and environment</h2>
 <table>{_kv({f"{n} settings": o for n, o in opts.items()})}
 {_kv({f"{n} not at default": o for n, o in non_default_options(report).items()})}
-{_kv({"model": model.get('path', '-'), "model md5": model.get('md5', '-'),
-      "md5 record": model.get('md5_file_check', '-'), "image list sha256": data.get('image_list_sha256', '-'),
-      "annotations": data.get('annotations', '-'), "protocol": proto.get('version', '-'),
+{_kv({**{k: _or(model and getattr(model, f), '-') for k, f in model_facts.items()},
+      **{k: _or(data and getattr(data, f), '-') for k, f in data_facts.items()},
+      "protocol": proto.get('version', '-'),
       "CPU": cpu.get('model', '-'), "visible CPUs": cpu.get('visible_cpus', '-'),
       "OS": env.get('os', '-'),
       "libraries": ", ".join(f"{k} {v}" for k, v in (env.get('libraries') or {}).items() if v)})}
@@ -425,19 +452,22 @@ speed-up is shown as indicative (~) or, where a rerun could put it on the other 
 """
 
 
-def verdict_sentence(report: dict[str, Any]) -> str:
-    v = report["verdict"]
+def verdict_sentence(report: EvalReport) -> str:
+    v = report.verdict
     if v == "pass":
         return "every engine that ran is within the tolerance of the golden engine."
     if v == "fail":
-        failed = [n for n, e in report["engines"].items() if e["status"] == "fail"]
+        failed = [n for n, e in report.engines.items() if e.status == "fail"]
         return f"{', '.join(failed)} outside the tolerance of the golden engine."
     return "an engine could not run or its result could not be judged (see the reasons)."
 
 
-def write_report_html(out: Path, report: dict[str, Any]) -> Path:
+def write_report_html(out: Path, report: EvalReport | dict[str, Any]) -> Path:
+    """`<out>/report.html` for this report (the collector's dict or the record) and the files
+    beside it."""
     out = Path(out)
-    samples = latency_samples(out, list(report["engines"]))
+    report = as_report(report)
+    samples = latency_samples(out, list(report.engines))
     aps, names, why = class_aps(out, report)
     page = render(report, samples, aps, names, why)
     path = out / HTML_NAME
@@ -445,7 +475,8 @@ def write_report_html(out: Path, report: dict[str, Any]) -> Path:
     return path
 
 
-def try_write_html(out: Path, report: dict[str, Any], console: Any = None) -> Path | None:
+def try_write_html(out: Path, report: EvalReport | dict[str, Any],
+                   console: Any = None) -> Path | None:
     """Write the page; a failure costs the page (with a warning), never the run's verdict."""
     try:
         return write_report_html(out, report)

@@ -84,6 +84,29 @@ def test_report_html_is_self_contained_and_complete(run_folder):
     assert len(page) < 200_000
 
 
+def test_the_page_reads_the_report_and_results_through_their_records(run_folder, tmp_path):
+    import json
+
+    from harness.records.report import EvalReport
+    from harness.report_html import class_aps, latency_samples, render
+
+    out, report, _ = run_folder
+    samples = latency_samples(out, list(report["engines"]))
+    assert sorted(samples) == ["openvino", "ort-cpu", "qdq-ref"]
+    assert all(len(s) == 200 for s in samples.values())
+    aps, names, why = class_aps(out, report)
+    page = render(report, samples, aps, names, why)
+    # the record's own JSON (every field, null where unknown) gives the same page: a fact the
+    # report does not know is "-" whether its key is absent or null, never "None"
+    assert render(EvalReport.from_json(report).to_json(), samples, aps, names, why) == page
+    assert ">None<" not in page and "<td>model md5</td><td class=l>-</td>" in page
+    # a file that is not an engine result has no samples to plot, whatever it holds
+    bad = json.loads((out / "openvino.json").read_text())
+    (tmp_path / "openvino.json").write_text(json.dumps({**bad, "status": "great"}))
+    (tmp_path / "ort-cpu.json").write_text((out / "ort-cpu.json").read_text())
+    assert sorted(latency_samples(tmp_path, ["openvino", "ort-cpu", "qdq-ref"])) == ["ort-cpu"]
+
+
 def test_engine_colours_are_fixed_and_stable():
     assert engine_colour("ort-cpu") == ENGINE_COLOURS["ort-cpu"]
     assert engine_colour("my-plugin") == engine_colour("my-plugin")
