@@ -124,3 +124,22 @@ def test_errors_are_one_line(runs, diag_cli, capsys):
         diff(runs / "int8", "ort-cpu", "ort-cpu", against_run=runs / "four")
     with pytest.raises(QParityError, match="does not exist"):
         diff(runs / "nothing", "ort-cpu")
+
+
+def test_a_file_that_is_not_a_result_is_refused_in_one_line(runs, tmp_path):
+    """Results are read through the EngineResult record and checked as the collector checks
+    them: another engine's file, or a field of the wrong type, is never compared."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "int8", run)
+    r = json.loads((run / "qdq-ref.json").read_text())
+    (run / "qdq-ref.json").write_text(json.dumps({**r, "engine": "ort-cpu"}))
+    with pytest.raises(QParityError, match=r"qdq-ref\.json: not a valid result file: names "
+                                           r"engine 'ort-cpu'"):
+        diff(run, "qdq-ref", "ort-cpu", pictures=False)
+    (run / "qdq-ref.json").write_text(json.dumps({**r, "metrics": {**r["metrics"], "map50": "high"}}))
+    with pytest.raises(QParityError, match=r"not a valid result file: metrics\.map50"):
+        diff(run, "ort-cpu", "qdq-ref", pictures=False)
+    (run / "qdq-ref.json").write_text(json.dumps(r))
+    assert diff(run, "qdq-ref", "ort-cpu", pictures=False)["images"] == 8

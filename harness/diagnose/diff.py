@@ -34,7 +34,10 @@ import numpy as np
 
 from ..errors import QParityError
 from ..postprocess import iou_matrix
-from ..records.report import read_report
+from ..records.base import RecordError
+from ..records.report import read_report_record
+from ..records.result import DataManifest, EngineResult
+from ..results import check_result
 from .defaults import FLOOR  # noqa: F401  (also read from here)
 
 IOU_MATCH = 0.5
@@ -116,7 +119,9 @@ def match_image(image_id: int, a: np.ndarray, b: np.ndarray, floor: float = FLOO
 
 
 # ----------------------------------------------------------------------------- run folders
-def _result(run: Path, engine: str) -> dict[str, Any]:
+def _result(run: Path, engine: str) -> EngineResult:
+    """`<run>/<engine>.json` as its record, checked as the collector checks it (a file that is
+    not a result of this engine is one line naming it, never compared)."""
     path = run / f"{engine}.json"
     if not path.is_file():
         raise QParityError(f"no result for engine {engine!r} in this run (no {path.name})", run)
@@ -124,14 +129,21 @@ def _result(run: Path, engine: str) -> dict[str, Any]:
         r = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise QParityError(f"unreadable result file ({e})", path) from e
-    if r.get("status") != "ok" or not r.get("detections_file"):
+    try:
+        rec = EngineResult.from_json(r)
+    except RecordError as e:
+        raise QParityError(f"not a valid result file: {e}", path) from e
+    problem = check_result(rec, r, engine)
+    if problem:
+        raise QParityError(f"not a valid result file: {problem}", path)
+    if rec.status != "ok" or not rec.detections_file:
         raise QParityError(f"engine {engine} did not produce detections in this run "
-                           f"(status {r.get('status')}: {r.get('reason', '')})", path)
-    return r
+                           f"(status {rec.status}: {rec.reason})", path)
+    return rec
 
 
-def _detections(run: Path, r: dict[str, Any]) -> np.ndarray:
-    path = run / r["detections_file"]
+def _detections(run: Path, r: EngineResult) -> np.ndarray:
+    path = run / str(r.detections_file)
     try:
         with np.load(path) as z:
             det = np.asarray(z["detections"], dtype=np.float64)
@@ -142,16 +154,17 @@ def _detections(run: Path, r: dict[str, Any]) -> np.ndarray:
     return det.reshape(-1, 7)
 
 
-def golden_of(run: Path, fallback_result: dict[str, Any]) -> str:
+def golden_of(run: Path, fallback_result: EngineResult) -> str:
     rep = run / "eval_report.json"
     if rep.is_file():
         try:
-            return read_report(rep)["golden"]
+            return read_report_record(rep).golden
         except QParityError:  # an unreadable report: the result's own protocol says
             pass
     from ..protocol import locked_protocol
 
-    return (fallback_result.get("protocol") or {}).get("golden") or locked_protocol().golden
+    # the protocol is free-form in a result (checked against the locked one by check_result)
+    return (fallback_result.protocol or {}).get("golden") or locked_protocol().golden
 
 
 # ----------------------------------------------------------------------------- the command
@@ -169,13 +182,12 @@ def diff(run: Path, engine: str, against: str | None = None, against_run: Path |
     b_run = Path(against_run) if against_run else run
     against = against or golden_of(run, ra)
     rb = _result(b_run, against)
-    da, db = ra.get("data") or {}, rb.get("data") or {}
-    if da.get("image_list_sha256") != db.get("image_list_sha256"):
+    list_a, list_b = (r.data.image_list_sha256 if r.data else None for r in (ra, rb))
+    if list_a != list_b:
         raise QParityError(f"{engine} and {against} were run on different images "
-                           f"({str(da.get('image_list_sha256'))[:12]} vs "
-                           f"{str(db.get('image_list_sha256'))[:12]}); nothing to compare", b_run)
+                           f"({str(list_a)[:12]} vs {str(list_b)[:12]}); nothing to compare", b_run)
     det_a, det_b = _detections(run, ra), _detections(b_run, rb)
-    dataset, why_no_images = _dataset(da)
+    dataset, why_no_images = _dataset(ra.data)
     image_ids = dataset.image_ids if dataset else sorted(set(det_a[:, 0]) | set(det_b[:, 0]))
     by_a, by_b = _split(det_a), _split(det_b)
     empty = np.zeros((0, 7))
@@ -235,12 +247,14 @@ def _split(det: np.ndarray) -> dict[int, np.ndarray]:
     return {int(i): det[s:e] for i, s, e in zip(ids, starts, list(starts[1:]) + [len(det)])}
 
 
-def _dataset(data: dict[str, Any]):
+def _dataset(data: DataManifest | None):
     from ..data import Dataset
 
+    if data is None or not data.images_dir or not data.annotations:
+        return None, "images not available here (the result names no images); table and JSON only"
     try:
-        return Dataset.load(Path(data["images_dir"]), Path(data["annotations"]), data.get("limit")), None
-    except (QParityError, KeyError, TypeError) as e:
+        return Dataset.load(Path(data.images_dir), Path(data.annotations), data.limit), None
+    except QParityError as e:
         return None, f"images not available here ({e}); table and JSON only"
 
 
