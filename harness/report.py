@@ -206,12 +206,18 @@ def _flat(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
+def settings_of(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """An engine's describe() (free-form): the settings it ran with, and their defaults (None
+    for a result that records none)."""
+    return info.get("settings") or {}, info.get("defaults")
+
+
 def _setting_items(info: dict[str, Any]) -> list[tuple[str, Any]]:
     """(key, value) of every setting an engine recorded: scalars, and the keys of each group of
     settings that has defaults (OpenVINO's requested properties, TensorRT's builder and runtime
     settings); groups of facts (OpenVINO's effective properties, a plan's cache entry) are not
     settings. A result without defaults: its scalars and OpenVINO's requested properties."""
-    settings, defaults = info.get("settings") or {}, info.get("defaults")
+    settings, defaults = settings_of(info)
     groups = set(defaults) if defaults is not None else {"requested"}
     out: list[tuple[str, Any]] = []
     for k, v in settings.items():
@@ -236,7 +242,7 @@ def engine_options(report: EvalReport | dict[str, Any]) -> dict[str, str]:
 def changed_settings(info: dict[str, Any]) -> dict[str, Any] | None:
     """The settings an engine ran with that differ from its defaults (describe()'s "defaults");
     None for a result that records no defaults (then which differ is unknown)."""
-    settings, defaults = info.get("settings") or {}, info.get("defaults")
+    settings, defaults = settings_of(info)
     if defaults is None:
         return None
     out: dict[str, Any] = {}
