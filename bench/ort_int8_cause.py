@@ -50,6 +50,7 @@ class Variant:
     int32_bias: bool = False
     per_channel: bool = True
     conv_only: bool = False  # Q/DQ on Conv inputs only (op_types_to_quantize=["Conv"])
+    exclude: tuple[str, ...] = ()  # nodes kept in float (float weights), as concat-safe does
     session: tuple[tuple[str, str], ...] = ()  # extra ONNX Runtime session config entries
 
 
@@ -62,6 +63,8 @@ TINY = (
     Variant("u8 asymmetric, int32 bias (spec-v1)", "uint8", False, True),
     Variant("u8 asymmetric, float bias", "uint8", False),
     Variant("u8 symmetric, float bias", "uint8", True),
+    Variant("s8 symmetric, c1 kept float", exclude=("c1",)),
+    Variant("u8 asymmetric, c1 kept float", "uint8", False, exclude=("c1",)),
     Variant("s8 symmetric, float bias, session.qdqisint8allowed=1", session=((INT8_ALLOWED, "1"),)),
 )
 DEMO_RECIPES = ("portable", "portable-int32-bias", "conv-inputs-only", "concat-safe", "spec-v1")
@@ -119,7 +122,7 @@ def quantize_tiny(fp32: Path, out: Path, v: Variant) -> Path:
         activation_type=QuantType.QInt8 if v.activations == "int8" else QuantType.QUInt8,
         weight_type=QuantType.QInt8, per_channel=v.per_channel,
         calibrate_method=CalibrationMethod.MinMax,
-        op_types_to_quantize=["Conv"] if v.conv_only else None,
+        op_types_to_quantize=["Conv"] if v.conv_only else None, nodes_to_exclude=list(v.exclude),
         extra_options={"ActivationSymmetric": v.symmetric, "WeightSymmetric": True,
                        "QuantizeBias": v.int32_bias})
     return out
