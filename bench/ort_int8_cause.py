@@ -10,6 +10,7 @@ check-model rule predicts will run in float (`predicted_float_convs`). A row who
 misses the census is marked.
 
     python bench/ort_int8_cause.py [--demo] [--json out.json]
+    qemu-x86_64 -cpu Haswell .venv/bin/python bench/ort_int8_cause.py   # the same on an AVX2 CPU
 
 The tiny net: x -> c0 -> LeakyReLU -> a0; a0 -> c1 -> LeakyReLU -> a1; a0 -> c2 -> a2 (no
 activation: its output feeds c3 and the Concat); a2 -> c3 -> LeakyReLU -> a3;
@@ -206,6 +207,7 @@ def main() -> int:
     import onnxruntime as ort
     from rich.table import Table
 
+    from harness.emulate import cpu_class_of, features_here
     from harness.envinfo import cpu_info
     from harness.report import wide_console
 
@@ -215,9 +217,11 @@ def main() -> int:
         if args.demo:
             rows += demo_rows(Path(tmp))
     cpu = cpu_info()
-    t = Table(title=f"ONNX Runtime {ort.__version__} CPU, {cpu['arch']}, {cpu['model']} "
-                    f"(VNNI: {'yes' if cpu['vnni'] else 'no'}): quantized convolutions run in int8",
-              title_justify="left")
+    # what CPUID shows this process (under qemu-user, the emulated class; /proc/cpuinfo is the host's)
+    cpu["features"] = features_here()
+    t = Table(title=f"ONNX Runtime {ort.__version__} CPU, {cpu['arch']}, {cpu['model']}, "
+                    f"{cpu_class_of(cpu['features'])} class (CPUID: {' '.join(cpu['features'])}): "
+                    "convolutions run in int8", title_justify="left")
     for col in ("variant", "quantized", "float bias", "float w. in Q/DQ", "ran int8", "ran float",
                 "quantized ran float", "pred. int8", "pred. quantized float", "match"):
         t.add_column(col, justify="left" if col == "variant" else "right")
