@@ -132,7 +132,9 @@ def quantize_tiny(fp32: Path, out: Path, v: Variant) -> Path:
 class _OrtWithEntries(OrtCpuEngine):
     """ort-cpu's session, plus extra config entries (only to show the cause; never the golden)."""
 
-    entries: tuple[tuple[str, str], ...] = ()
+    def __init__(self, entries: tuple[tuple[str, str], ...]):
+        super().__init__(EngineConfig(threads=1))
+        self.entries = entries
 
     def session_options(self) -> Any:
         so = super().session_options()
@@ -144,7 +146,7 @@ class _OrtWithEntries(OrtCpuEngine):
 def measure(path: Path, session: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """The convolutions of the file, ONNX Runtime's census of them, and the prediction."""
     facts = model_facts(path, onnx.load(str(path)), [])
-    eng = type("Engine", (_OrtWithEntries,), {"entries": session})(EngineConfig(threads=1))
+    eng = _OrtWithEntries(session)
     eng.load(path)
     listed = census_module.MAX_LISTED
     census_module.MAX_LISTED = 1 << 30  # every float op by name, not the first 25
