@@ -82,3 +82,23 @@ def test_the_cause_depends_on_the_build_architecture_not_cpu_flags(tiny):
     arm = model_facts(path, model, [], machine="aarch64")
     assert predicted_float_convs(arm) == []
     assert "shared-signed-qdq" not in {f.code for f in OrtCpuEngine.preflight(arm)}
+
+
+def test_a_conv_without_output_quantization_is_predicted_float(tiny, tmp_path):
+    """Drop c4's output Q/DQ (u8 variant, so only this rule is at stake): ONNX Runtime fuses only
+    DQ -> Conv -> Q, so c4 runs in float on every build, and check-model says so."""
+    model = onnx.load(str(tiny["u8 asymmetric, float bias"]))
+    g = model.graph
+    drop = [n for n in g.node if n.name in ("c4.out_QuantizeLinear", "c4.out_DequantizeLinear")]
+    assert len(drop) == 2
+    for n in drop:
+        g.node.remove(n)
+    next(n for n in g.node if n.name == "c4").output[0] = "c4.out"
+    path = tmp_path / "no-output-q.onnx"
+    onnx.save(model, str(path))
+    row = bench.measure(path)
+    assert row["match"] and row["ran_int8"] == 4 and row["quantized_ran_float"] == ["c4"]
+    arm = model_facts(path, model, [], machine="aarch64")
+    assert predicted_float_convs(arm) == ["c4"]  # not a matter of the build
+    found = {f.code: f for f in OrtCpuEngine.preflight(arm)}
+    assert found["unquantized-conv-io"].nodes == ["c4"]
