@@ -8,6 +8,7 @@ own rule (`Engine.preflight`, in its module), so a plugin engine is judged like 
 
 from __future__ import annotations
 
+import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,70 @@ def _quantized_convs(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
             [n.name for n in quantized if len(n.input) > 2 and n.input[2] in inits])
 
 
+def _pair_edges(t: str, consumers: dict[str, list[onnx.NodeProto]], outputs: set[str]) -> int:
+    """How many node inputs (or graph outputs) a QuantizeLinear's output `t` reaches once every
+    DequantizeLinear after it is made unique per consumer (ONNX Runtime's
+    EnsureUniqueDQForNodeUnit does that before it fuses anything)."""
+    n = int(t in outputs)
+    for c in consumers.get(t, []):
+        if c.op_type == "DequantizeLinear" and c.input[0] == t:
+            n += max(1, len(consumers.get(c.output[0], [])) + int(c.output[0] in outputs))
+        else:
+            n += 1
+    return n
+
+
+def _conv_links(model: onnx.ModelProto, convs: list[str]) -> dict[str, list[str]]:
+    """How every convolution is wired to Q/DQ, as ONNX Runtime's CPU fusion reads it:
+    "unquantized-io": quantized convolutions (`convs`) whose input is not a per-tensor
+    DequantizeLinear or whose output is not consumed by one QuantizeLinear alone;
+    "float-weight-qdq": convolutions with float constant weights between such a
+    DequantizeLinear and QuantizeLinear (ONNX Runtime quantizes those weights itself);
+    "shared-signed": convolutions of either kind with a signed (int8) activation Q/DQ pair, on
+    the input or the output, that cannot be re-typed to uint8 as a pair: its QuantizeLinear
+    reaches more than one consumer, or its zero point is not one scalar shared by Q and DQ."""
+    g = model.graph
+    inits = _init_arrays(g)
+    producer = {o: n for n in g.node for o in n.output}
+    consumers = tensor_consumers(g)
+    outputs = {o.name for o in g.output}
+
+    def zp(n: onnx.NodeProto) -> np.ndarray | None:
+        return inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+
+    def signed_pair_blocked(q: onnx.NodeProto | None, dq: onnx.NodeProto | None) -> bool:
+        ref = dq if dq is not None else q
+        z = zp(ref) if ref is not None else None
+        if z is None or z.dtype != np.int8:
+            return False  # uint8 (also the type of a missing zero point): nothing to re-type
+        if q is None or q.op_type != "QuantizeLinear" or dq is None:
+            return True
+        zq = zp(q)
+        return (_pair_edges(q.output[0], consumers, outputs) != 1 or zq is None
+                or zq.size != 1 or z.size != 1 or zq.dtype != z.dtype or zq.item() != z.item())
+
+    found: dict[str, list[str]] = {"unquantized-io": [], "float-weight-qdq": [], "shared-signed": []}
+    for conv in (n for n in g.node if n.op_type == "Conv"):
+        users = consumers.get(conv.output[0], [])
+        q_out = users[0] if len(users) == 1 and users[0].op_type == "QuantizeLinear" else None
+        dq_in = producer.get(conv.input[0])
+        scale = inits.get(dq_in.input[1]) if dq_in is not None and dq_in.op_type == "DequantizeLinear" else None
+        io = q_out is not None and conv.output[0] not in outputs and scale is not None and scale.size == 1
+        if conv.name in convs:
+            if not io:
+                found["unquantized-io"].append(conv.name)
+                continue
+        elif io and inits.get(conv.input[1]) is not None and inits[conv.input[1]].dtype == np.float32:
+            found["float-weight-qdq"].append(conv.name)
+        else:
+            continue
+        outs = [c for c in consumers.get(q_out.output[0], []) if c.op_type == "DequantizeLinear"]
+        if (signed_pair_blocked(producer.get(dq_in.input[0]), dq_in)
+                or signed_pair_blocked(q_out, outs[0] if outs else None)):
+            found["shared-signed"].append(conv.name)
+    return found
+
+
 def _signed_activations(model: onnx.ModelProto) -> bool:
     inits = _init_arrays(model.graph)
     return any(n.op_type == "QuantizeLinear" and len(n.input) > 2
@@ -82,12 +147,18 @@ def _signed_activations(model: onnx.ModelProto) -> bool:
                for n in model.graph.node)
 
 
-def model_facts(path: Path, model: onnx.ModelProto, cpu_flags: list[str]) -> ModelFacts:
+def model_facts(path: Path, model: onnx.ModelProto, cpu_flags: list[str],
+                machine: str | None = None) -> ModelFacts:
     """The shared, engine-independent analysis every engine's preflight rule reads."""
     convs, float_bias = _quantized_convs(model)
+    links = _conv_links(model, convs)
     return ModelFacts(path=Path(path), model=model, cpu_flags=list(cpu_flags),
+                      machine=platform.machine() if machine is None else machine,
                       qdq=_qdq_properties(model), quantized_convs=convs,
-                      float_bias_convs=float_bias, signed_activations=_signed_activations(model))
+                      float_bias_convs=float_bias, unquantized_io_convs=links["unquantized-io"],
+                      float_weight_qdq_convs=links["float-weight-qdq"],
+                      shared_signed_convs=links["shared-signed"],
+                      signed_activations=_signed_activations(model))
 
 
 def concat_ranges(model: onnx.ModelProto, size: int, seed: int = 0) -> list[dict[str, Any]]:

@@ -58,13 +58,15 @@ RECIPES = {
                                "portable with Q/DQ on convolution inputs only (Concat, "
                                "LeakyReLU and the other ops left float)", op_types=("Conv",)),
     "portable-int32-bias": Recipe("portable-int32-bias", "int8", True, True,
-                                  "portable with int32 biases (ONNX Runtime fuses more "
-                                  "convolutions into integer kernels); TensorRT refuses it"),
+                                  "portable with int32 biases (ONNX Runtime runs the same "
+                                  "convolutions in int8: it makes float biases int32 itself); "
+                                  "TensorRT refuses it"),
 }
 # What `qparity ptq` and the demo use when no recipe is named: SPEC.md's `portable`. Issue 16's
 # rule was to make a recipe the default only if it passes ORT and OpenVINO with int8 actually
 # running on both and TensorRT's parser accepts it. `concat-safe` passes all three gates, but
-# ONNX Runtime runs only 18 of its 42 quantized convolutions in int8 (mostly float), so it is
+# ONNX Runtime runs only 9 of its 42 quantized convolutions in int8 (mostly float; 18 integer
+# kernels with 9 float ones it quantizes itself: docs/recipes.md), so it is
 # the recommendation for deploying on all three engines (README, docs/recipes.md), not the
 # locked default.
 DEFAULT_RECIPE = "portable"

@@ -49,7 +49,8 @@ VARIANTS: tuple[Variant, ...] = (
             note="portable with per-tensor weights"),
     Variant("conv-inputs-only", "conv-inputs-only",
             note="portable, Q/DQ on convolution inputs only (Concat left float)"),
-    Variant("concat-safe", "concat-safe", note="portable, convolutions fed by a Concat in float"),
+    Variant("concat-safe", "concat-safe", note="portable, convolutions fed by a Concat float in the "
+            "file (ONNX Runtime quantizes some of them itself)"),
     Variant("portable+tail", "portable", {"quantize_tail": True},
             note="portable with the decode tail quantized (the known trap)"),
 )

@@ -27,6 +27,33 @@ GRAPH_OPT_LEVEL = "ORT_ENABLE_ALL"
 SPIN_KEY = "session.intra_op.allow_spinning"
 
 
+def int8_activations_allowed(machine: str) -> bool:
+    """Whether ONNX Runtime's CPU build for `machine` (platform.machine()) fuses convolutions on
+    signed int8 activations: only its ARM builds do (QDQIsInt8Allowed, fixed when ONNX Runtime
+    is compiled: no CPU flag, VNNI or other, changes it; docs/recipes.md)."""
+    m = machine.lower()
+    return m.startswith(("arm", "aarch64"))
+
+
+def predicted_int8_convs(facts: ModelFacts) -> list[str]:
+    """The convolutions ONNX Runtime's CPU provider (ORT_ENABLE_ALL) runs in integer kernels, as
+    the rules of `OrtCpuEngine.preflight` predict them: DequantizeLinear -> Conv ->
+    QuantizeLinear, its weights quantized in the file or float constants ONNX Runtime quantizes
+    itself (WeightBiasQuantization, which also makes float biases int32), and on non-ARM builds
+    no signed activation pair it cannot re-type to uint8. bench/ort_int8_cause.py and
+    tests/test_ort_int8_cause.py hold the prediction against the census."""
+    blocked = set(facts.unquantized_io_convs)
+    if not int8_activations_allowed(facts.machine):
+        blocked |= set(facts.shared_signed_convs)
+    return [c for c in facts.quantized_convs + facts.float_weight_qdq_convs if c not in blocked]
+
+
+def predicted_float_convs(facts: ModelFacts) -> list[str]:
+    """The convolutions quantized in the file that ONNX Runtime will run in float."""
+    int8 = set(predicted_int8_convs(facts))
+    return [c for c in facts.quantized_convs if c not in int8]
+
+
 class OrtCpuEngine(Engine):
     name = "ort-cpu"
     graph_opt_level = GRAPH_OPT_LEVEL
@@ -42,13 +69,35 @@ class OrtCpuEngine(Engine):
         if facts.ort_error:
             out.append(Finding("unrunnable", "refuse", [cls.name],
                                f"onnxruntime cannot run it: {facts.ort_error}"))
-        if facts.float_bias_convs:  # ORT fuses DQ->Conv->Q into an integer kernel only with an int32 bias
+        n = len(facts.quantized_convs)
+        if facts.unquantized_io_convs:
             out.append(Finding(
-                "float-bias", "warn", [cls.name],
-                f"{len(facts.float_bias_convs)} of {len(facts.quantized_convs)} quantized "
-                "convolutions have float biases: ONNX Runtime may not fuse those into integer "
-                "kernels and then runs them in float (correct, not INT8 speed); the result's "
-                "census says what ran", list(facts.float_bias_convs)))
+                "unquantized-conv-io", "warn", [cls.name],
+                f"{len(facts.unquantized_io_convs)} of {n} quantized convolutions are not between "
+                "a per-tensor DequantizeLinear and one QuantizeLinear: ONNX Runtime fuses only "
+                "DequantizeLinear -> Conv -> QuantizeLinear into an integer kernel and runs these "
+                "in float", list(facts.unquantized_io_convs)))
+        shared = [c for c in facts.shared_signed_convs if c in facts.quantized_convs
+                  and c not in facts.unquantized_io_convs]
+        if shared and not int8_activations_allowed(facts.machine):
+            out.append(Finding(
+                "shared-signed-qdq", "warn", [cls.name],
+                f"{len(shared)} of {n} quantized convolutions will run in float (correct, not "
+                "INT8 speed): ONNX Runtime's x86 (every non-ARM) build takes int8 convolutions "
+                "only on uint8 activations and re-types a signed activation Q/DQ pair to uint8 "
+                "only when its QuantizeLinear feeds a single consumer; these convolutions read or "
+                "write a signed pair shared by several consumers (a tensor feeding two branches, "
+                "or a branch and a Concat). Biases do not matter (float biases are made int32 by "
+                "ONNX Runtime); no CPU flag changes it; uint8 activations (spec-v1) fuse them "
+                "all. The result's census says what ran", shared))
+        own = [c for c in predicted_int8_convs(facts) if c in facts.float_weight_qdq_convs]
+        if own:
+            out.append(Finding(
+                "float-conv-quantized-by-ort", "warn", [cls.name],
+                f"{len(own)} convolutions kept in float in the file (float weights) sit between "
+                "a DequantizeLinear and a QuantizeLinear: ONNX Runtime quantizes their weights "
+                "itself (int8 per-tensor, its own scale) and runs them in int8, an arithmetic "
+                "that is not the file's (qdq-ref runs them in float)", own))
         if facts.signed_activations and not facts.vnni:
             out.append(Finding("signed-int8-no-vnni", "warn", [cls.name],
                                "signed int8 activations on a CPU without VNNI: u8 x s8 integer "
