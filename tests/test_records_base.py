@@ -56,6 +56,34 @@ def test_refusals_name_the_field(change, message):
         Doc.from_json({**GOOD, **change})
 
 
+def test_omit_absent_writes_back_exactly_the_keys_read():
+    sparse = {"schema": 3, "status": "ok", "count": 2, "lat": {"median": 1.5}}
+    d = Doc.from_json(sparse)
+    assert d.to_json(omit_absent=True) == sparse
+    # every field by default: the absent ones at their defaults, as before
+    assert d.to_json() == {**sparse, "lat": {"median": 1.5, "p95": None}, "tags": [], "free": {}}
+    assert not d.has("tags") and d.has("count") and not d.lat.has("p95")
+    d.lat.p95 = None  # set, even to the default: written from now on
+    d.tags.append("x")  # changed in place: no longer the default, so written
+    assert d.to_json(omit_absent=True) == {**sparse, "lat": {"median": 1.5, "p95": None},
+                                           "tags": ["x"]}
+
+
+def test_sparse_builds_a_section_with_only_the_fields_given():
+    lat = Lat.sparse(median=2.0)
+    assert lat.p95 is None and lat.to_json(omit_absent=True) == {"median": 2.0}
+    assert Lat(median=2.0).to_json(omit_absent=True) == {"median": 2.0, "p95": None}
+
+
+def test_dig_reads_free_form_json():
+    from harness.records.base import dig
+
+    env = {"cpu": {"model": "EPYC", "emulated": None}, "gpus": []}
+    assert dig(env, "cpu", "model") == "EPYC"
+    assert dig(env, "cpu", "emulated", "label") is None
+    assert dig(env, "gpus", "name") is None and dig(None, "cpu") is None
+
+
 def test_missing_required_field_and_not_an_object():
     bad = dict(GOOD)
     del bad["count"]

@@ -41,9 +41,33 @@ class Section:
 
     #: Whether keys that are not fields are refused (True) or dropped (False).
     STRICT: ClassVar[bool] = True
+    #: Optional fields the JSON it was read from did not have (from_json), or that `sparse()`
+    #: was not given, and that nothing has set since. Empty for a section built in code.
+    _absent: ClassVar[frozenset[str]] = frozenset()
 
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)}
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._absent:  # set now: written by to_json(omit_absent=True) too
+            object.__setattr__(self, "_absent", self._absent - {name})
+        object.__setattr__(self, name, value)
+
+    @classmethod
+    def sparse(cls: type[T], **given: Any) -> T:
+        """A section holding only the fields `given` (and those set later): the others take
+        their defaults but stay out of `to_json(omit_absent=True)`."""
+        obj = cls(**given)
+        object.__setattr__(obj, "_absent", frozenset(f.name for f in fields(cls)) - given.keys())
+        return obj
+
+    def has(self, name: str) -> bool:
+        """Whether the field was in the JSON read (or given to sparse(), or set since)."""
+        return name not in self._absent
+
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        """The JSON of every field; with `omit_absent`, without the fields absent where the
+        section came from (see `has`) and still at their default, all the way down: a record
+        read and written back then has exactly the keys of the JSON it was read from."""
+        return {f.name: _dump(getattr(self, f.name), omit_absent) for f in fields(self)
+                if not (omit_absent and f.name in self._absent and _is_default(self, f))}
 
     @classmethod
     def from_json(cls: type[T], data: Any, where: str = "") -> T:
@@ -63,7 +87,10 @@ class Section:
                 kwargs[f.name] = _load(hints[f.name], data[f.name], path)
             elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
                 raise RecordError(f"{path} is missing")
-        return cls(**kwargs)
+        obj = cls(**kwargs)
+        if len(kwargs) < len(names):
+            object.__setattr__(obj, "_absent", frozenset(names - kwargs.keys()))
+        return obj
 
     @classmethod
     def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,8 +120,8 @@ class Record(Section):
     KIND: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": self.VERSION, **super().to_json()}
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        return {"schema": self.VERSION, **super().to_json(omit_absent)}
 
     @classmethod
     def from_json(cls: type[T], data: Any, where: str = "") -> T:
@@ -154,14 +181,29 @@ def _json_type(v: Any) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(v), type(v).__name__)
 
 
-def _dump(v: Any) -> Any:
+def _dump(v: Any, omit_absent: bool = False) -> Any:
     if isinstance(v, Section):
-        return v.to_json()
+        return v.to_json(omit_absent)
     if isinstance(v, list):
-        return [_dump(x) for x in v]
+        return [_dump(x, omit_absent) for x in v]
     if isinstance(v, dict):
-        return {k: _dump(x) for k, x in v.items()}
+        return {k: _dump(x, omit_absent) for k, x in v.items()}
     return v
+
+
+def _is_default(obj: Section, f: Any) -> bool:
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    return getattr(obj, f.name) == default
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """The value at `keys` in free-form JSON (a result's `env`, `engine_info`, `census`, whose
+    keys belong to a library): None where a level is missing or not an object."""
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
 
 
 def _is_union(tp: Any) -> bool:
@@ -275,4 +317,4 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     raise TypeError(f"record field type {tp!r} is not supported")
 
 
-__all__ = ["Record", "RecordError", "Section", "version_message"]
+__all__ = ["Record", "RecordError", "Section", "dig", "version_message"]

@@ -132,8 +132,9 @@ class Emulation(Section):
             data = {("class_" if k == "class" else k): v for k, v in data.items()}
         return super().from_json(data, where)
 
-    def to_json(self) -> dict[str, Any]:
-        return {("class" if k == "class_" else k): v for k, v in super().to_json().items()}
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        return {("class" if k == "class_" else k): v
+                for k, v in super().to_json(omit_absent).items()}
 
     @classmethod
     def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
