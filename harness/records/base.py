@@ -41,33 +41,43 @@ class Section:
 
     #: Whether keys that are not fields are refused (True) or dropped (False).
     STRICT: ClassVar[bool] = True
-    #: Optional fields the JSON it was read from did not have (from_json), or that `sparse()`
-    #: was not given, and that nothing has set since. Empty for a section built in code.
-    _absent: ClassVar[frozenset[str]] = frozenset()
+    #: The fields this section holds, in the order it got them, as a dict would: the keys of
+    #: the JSON it was read from (from_json) or given to `sparse()`, then those set since.
+    #: None for a section built in code: it holds every field, in field order.
+    _keys: ClassVar[tuple[str, ...] | None] = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._absent:  # set now: written by to_json(omit_absent=True) too
-            object.__setattr__(self, "_absent", self._absent - {name})
+        keys = self._keys
+        if keys is not None and name not in keys:  # set now: held from now on, last
+            object.__setattr__(self, "_keys", (*keys, name))
         object.__setattr__(self, name, value)
 
     @classmethod
     def sparse(cls: type[T], **given: Any) -> T:
-        """A section holding only the fields `given` (and those set later): the others take
-        their defaults but stay out of `to_json(omit_absent=True)`."""
+        """A section holding only the fields `given`, in that order (and those set later): the
+        others take their defaults but stay out of `to_json(omit_absent=True)`."""
         obj = cls(**given)
-        object.__setattr__(obj, "_absent", frozenset(f.name for f in fields(cls)) - given.keys())
+        object.__setattr__(obj, "_keys", tuple(given))
         return obj
 
     def has(self, name: str) -> bool:
         """Whether the field was in the JSON read (or given to sparse(), or set since)."""
-        return name not in self._absent
+        return self._keys is None or name in self._keys
+
+    def field_names(self) -> list[str]:
+        """The fields this section holds, in order (see `has`)."""
+        return [f.name for f in fields(self)] if self._keys is None else list(self._keys)
 
     def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
-        """The JSON of every field; with `omit_absent`, without the fields absent where the
-        section came from (see `has`) and still at their default, all the way down: a record
-        read and written back then has exactly the keys of the JSON it was read from."""
-        return {f.name: _dump(getattr(self, f.name), omit_absent) for f in fields(self)
-                if not (omit_absent and f.name in self._absent and _is_default(self, f))}
+        """The JSON of every field, in field order; with `omit_absent`, of the fields this
+        section holds (`has`), in the order it got them, all the way down: a record read and
+        written back is then the JSON it was read from, key for key. (A field it does not hold
+        but whose default was changed in place, a list appended to, is written too, last.)"""
+        if not omit_absent or self._keys is None:
+            return {f.name: _dump(getattr(self, f.name), omit_absent) for f in fields(self)}
+        names = [*self._keys, *(f.name for f in fields(self)
+                                if f.name not in self._keys and not _is_default(self, f))]
+        return {n: _dump(getattr(self, n), True) for n in names}
 
     @classmethod
     def from_json(cls: type[T], data: Any, where: str = "") -> T:
@@ -88,8 +98,7 @@ class Section:
             elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
                 raise RecordError(f"{path} is missing")
         obj = cls(**kwargs)
-        if len(kwargs) < len(names):
-            object.__setattr__(obj, "_absent", frozenset(names - kwargs.keys()))
+        object.__setattr__(obj, "_keys", tuple(k for k in data if k in names))
         return obj
 
     @classmethod
@@ -263,7 +272,7 @@ def _load(tp: Any, v: Any, where: str) -> Any:
             raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a number")
         if not math.isfinite(v):
             raise RecordError(f"{where} is {v}, not a finite number")
-        return float(v)
+        return v  # an integer stays one (it is a number): written back, the JSON is unchanged
     if tp is str:
         if not isinstance(v, str):
             raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a string")
