@@ -372,23 +372,30 @@ def build_report(out: Path, protocol: Protocol | None = None, expect: list[str] 
         collector_env=_environment())
 
 
+def collect_report(out: Path, protocol: Protocol | None = None,
+                   expect: list[str] | None = None, run_id: str | None = None) -> EvalReport:
+    """`collect`, returning the report as its record, as written."""
+    out = Path(out)
+    report = build_report(out, protocol, expect, run_id).to_json(omit_absent=True)
+    try:  # the record's check: a collector bug is caught here, not by the next reader
+        record = EvalReport.from_json(report)
+    except RecordError as e:
+        raise QParityError(f"qparity built an invalid evaluation report ({e}); this is a bug "
+                           f"in qparity", out / REPORT_NAME) from e
+    write_json_atomic(out / REPORT_NAME, report)
+    return record
+
+
 def collect(out: Path, protocol: Protocol | None = None,
             expect: list[str] | None = None, run_id: str | None = None) -> dict[str, Any]:
     """Build and write `<out>/eval_report.json` from the result files in `out`; return it as
-    written (a dict; `EvalReport.from_json` of it is the record).
+    written (a dict; `collect_report` gives the record).
 
     With `expect` (by default the engines run.json lists), only those engines are judged (a
     file left by an earlier run with other engines is ignored) and an expected engine without a
     result file is an error. `run_id` picks the run to gather (default: run.json's, else the
     newest). The gate (golden engine, tolerance) is `protocol`'s, by default the locked one.
-    The model and data sections are the results' as written (omit_absent: no key added).
+    The sections passed on from the results (model, data, latency) are as the files hold them:
+    no key added or moved (records' omit_absent).
     """
-    out = Path(out)
-    report = build_report(out, protocol, expect, run_id).to_json(omit_absent=True)
-    try:  # the record's check: a collector bug is caught here, not by the next reader
-        EvalReport.from_json(report)
-    except RecordError as e:
-        raise QParityError(f"qparity built an invalid evaluation report ({e}); this is a bug "
-                           f"in qparity", out / REPORT_NAME) from e
-    write_json_atomic(out / REPORT_NAME, report)
-    return report
+    return collect_report(out, protocol, expect, run_id).to_json(omit_absent=True)
