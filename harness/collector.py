@@ -375,6 +375,11 @@ def build_report(out: Path, protocol: Protocol | None = None, expect: list[str] 
 def collect_report(out: Path, protocol: Protocol | None = None,
                    expect: list[str] | None = None, run_id: str | None = None) -> EvalReport:
     """`collect`, returning the report as its record, as written."""
+    return _collect(out, protocol, expect, run_id)[1]
+
+
+def _collect(out: Path, protocol: Protocol | None, expect: list[str] | None,
+             run_id: str | None) -> tuple[dict[str, Any], EvalReport]:
     out = Path(out)
     report = build_report(out, protocol, expect, run_id).to_json(omit_absent=True)
     try:  # the record's check: a collector bug is caught here, not by the next reader
@@ -383,7 +388,7 @@ def collect_report(out: Path, protocol: Protocol | None = None,
         raise QParityError(f"qparity built an invalid evaluation report ({e}); this is a bug "
                            f"in qparity", out / REPORT_NAME) from e
     write_json_atomic(out / REPORT_NAME, report)
-    return record
+    return report, record
 
 
 def collect(out: Path, protocol: Protocol | None = None,
@@ -398,4 +403,4 @@ def collect(out: Path, protocol: Protocol | None = None,
     The sections passed on from the results (model, data, latency) are as the files hold them:
     no key added or moved (records' omit_absent).
     """
-    return collect_report(out, protocol, expect, run_id).to_json(omit_absent=True)
+    return _collect(out, protocol, expect, run_id)[0]
