@@ -3,7 +3,7 @@
 Comparison is kept apart from running: the collector reads result files only, so it can be
 re-run at any time (`qparity collect OUT`) and on results from other machines.
 
-It trusts none of them: every `<engine>.json` is validated (results.validate_result); a file
+It trusts none of them: every `<engine>.json` is read as its record (results.read_result); a file
 that fails is an `error` entry naming the file and the problem, never dropped. Only the files of
 one run id are gathered (the one run.json names, else the newest); the others are listed as
 skipped with the reason. The golden engine, the tolerance and the protocol come from the locked

@@ -93,16 +93,16 @@ def read_result(r: Any, stem: str) -> EngineResult | str:
         rec = EngineResult.from_json(r)
     except RecordError as e:
         return str(e)
-    return check_result(rec, r, stem) or rec
+    return check_result(rec, stem) or rec
 
 
-def check_result(rec: EngineResult, r: dict[str, Any], stem: str) -> str | None:
+def check_result(rec: EngineResult, stem: str) -> str | None:
     """The checks a type cannot express, on a result that is structurally an EngineResult."""
     if rec.engine != stem:
         return f"names engine {rec.engine!r} but the file is {stem}.json"
     if rec.status != "ok":
         return None
-    bad = check_protocol(r.get("protocol"))
+    bad = check_protocol(rec.protocol)
     if bad:
         return bad
     m = rec.metrics
