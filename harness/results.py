@@ -81,22 +81,28 @@ def validate_result(r: Any, stem: str) -> str | None:
     the first problem, one line naming the field. The structure (fields and types, a known
     status, finite numbers, no unknown field) is the EngineResult record's; on top of it, the
     engine named like its file, the locked protocol, and an `ok` result carrying what it claims."""
+    got = read_result(r, stem)
+    return got if isinstance(got, str) else None
+
+
+def read_result(r: Any, stem: str) -> EngineResult | str:
+    """`r` (the parsed `<stem>.json`) as the record, or the first problem (see validate_result)."""
     if not isinstance(r, dict):
         return f"not a result object (a JSON {type(r).__name__})"
     try:
         rec = EngineResult.from_json(r)
     except RecordError as e:
         return str(e)
-    return check_result(rec, r, stem)
+    return check_result(rec, stem) or rec
 
 
-def check_result(rec: EngineResult, r: dict[str, Any], stem: str) -> str | None:
+def check_result(rec: EngineResult, stem: str) -> str | None:
     """The checks a type cannot express, on a result that is structurally an EngineResult."""
     if rec.engine != stem:
         return f"names engine {rec.engine!r} but the file is {stem}.json"
     if rec.status != "ok":
         return None
-    bad = check_protocol(r.get("protocol"))
+    bad = check_protocol(rec.protocol)
     if bad:
         return bad
     m = rec.metrics

@@ -89,3 +89,29 @@ def test_expect_ignores_stale_files_and_flags_missing(tmp_path):
     rep = collect(tmp_path, expect=["ort-cpu", "tensorrt"])
     assert rep["engines"]["tensorrt"]["status"] == "error"
     assert "no result file tensorrt.json" in rep["engines"]["tensorrt"]["reason"]
+
+
+def test_report_carries_the_results_sections_as_written(tmp_path):
+    """The collector reads results as records and writes the report from records: the sections
+    it passes on (model, data, latency) keep the file's keys, their order and integer numbers."""
+    golden = result("ort-cpu", 33.0)
+    golden["model"] = {"sha256": "abc", "opset": 13, "quantized_compute_ops": 7}
+    golden["eval_timing"] = {"images": 5, "wall_s": 1.5}
+    golden["latency_ms"] = {"p95": 12.0, "median": 10.0, "n": 3, "samples_ms": [10.0] * 3}
+    rep = collect(write(tmp_path, golden, result("openvino", 33.2)))
+    assert json.dumps(rep["model"]) == json.dumps(golden["model"])  # no key added, none moved
+    e = rep["engines"]["ort-cpu"]
+    assert json.dumps(e["eval_timing"]) == '{"images": 5, "wall_s": 1.5}'
+    assert list(e["latency_ms"]) == ["p95", "median", "n", "spread", "stable", "stability_rule"]
+    assert "model_note" not in e and "preflight" not in e and "demo" not in rep
+    assert rep == json.loads((tmp_path / "eval_report.json").read_text())
+
+
+def test_invalid_file_is_an_error_entry_naming_it(tmp_path):
+    write(tmp_path, result("ort-cpu", 33.0))
+    (tmp_path / "openvino.json").write_text('{"schema": 1, "engine": "openvino", "status": "ok"}')
+    rep = collect(tmp_path)
+    e = rep["engines"]["openvino"]
+    assert e["status"] == "error" and rep["invalid_files"] == ["openvino.json"]
+    assert e["reason"].startswith("invalid result file openvino.json: ")
+    assert rep["exit_code"] == 2

@@ -176,6 +176,32 @@ def test_history_page_is_self_contained_with_the_expected_series(store, monkeypa
     assert f'"color":"{engine_colour("ort-cpu")}"' in text
 
 
+def test_an_engine_that_left_no_result_still_has_its_row(lab, tmp_path):
+    folder = lab.platform(tmp_path / "cpu", lab.run("ort-cpu", 1),
+                          meta={"platform": "cpu", "engines": ["ort-cpu", "openvino"]})
+    rep = nightly({"cpu": folder}, tmp_path / "out", ["cpu"], "cpu", run_id="m1", date=DATES[0])
+    path = tmp_path / "h.sqlite"
+    append_nightly(path, rep, tmp_path / "out", "m1", DATES[0])
+    with HistoryStore(path, create=False) as h:
+        rows = {r["engine"]: r for r in h.rows()}
+    assert rows["openvino"]["status"] == "missing" and "no result file" in rows["openvino"]["reason"]
+    assert rows["openvino"]["model_sha256"] is None and rows["openvino"]["is_golden"] == 0
+    assert rows["openvino"]["golden"] == "ort-cpu" and rows["openvino"]["protocol_overrides"] == {}
+    assert rows["ort-cpu"]["status"] == "pass" and rows["ort-cpu"]["is_golden"] == 1
+
+
+def test_result_row_reads_a_result_file_or_its_record_alike(lab):
+    from harness.history.store import result_row
+    from harness.records.result import EngineResult
+
+    raw = json.loads(lab.run("ort-cpu", 1).read_text())
+    row = result_row("r", DATES[0], "cpu", "ort-cpu", raw, None)
+    assert row == result_row("r", DATES[0], "cpu", "ort-cpu", EngineResult.from_json(raw), None)
+    assert row["samples_ms"] == json.dumps(raw["latency_ms"]["samples_ms"])
+    assert row["lat_n"] == raw["latency_ms"]["n"] and isinstance(row["lat_n"], int)
+    assert row["status"] == "ok" and row["golden"] == "ort-cpu" and row["delta_map50_95"] is None
+
+
 def test_missing_or_foreign_store(tmp_path, monkeypatch):
     with pytest.raises(QParityError, match="no history store"):
         HistoryStore(tmp_path / "none.sqlite", create=False)

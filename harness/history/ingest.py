@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..collector import load_results
+from ..collector import load_records
 from ..errors import QParityError
-from ..records.report import REPORT_NAME, read_report
+from ..records.report import REPORT_NAME, read_report_record
 from ..records.nightly import NIGHTLY_REPORT, NightlyReport, read_nightly_report
-from .store import HistoryStore, utc_now
+from ..records.result import EngineResult
+from .store import Entry, HistoryStore, utc_now
 
 
 def ingest_folder(store_path: Path, platform: str, folder: Path, run_id: str | None = None,
                   date: str | None = None) -> int:
     """Append one collected results folder (engine files + eval_report.json) as one run."""
-    results = load_results(folder)
+    results = load_records(folder)
     report_file = folder / REPORT_NAME
-    report = read_report(report_file) if report_file.is_file() else None
+    report = read_report_record(report_file) if report_file.is_file() else None
     date = date or utc_now()
     run_id = run_id or f"local-{date}"
     with HistoryStore(store_path) as store:
@@ -49,14 +50,14 @@ def append_nightly(store_path: Path, report: NightlyReport, out: Path, run_id: s
     with HistoryStore(store_path) as store:
         for name in usable:
             work = out / "platforms" / name
-            collected = read_report(work / REPORT_NAME)
+            collected = read_report_record(work / REPORT_NAME)
+            entries: dict[str, Entry] = dict(collected.engines)
             for e, cell in report.platforms[name].engines.items():  # the nightly's "missing" too
-                collected["engines"].setdefault(e, cell.to_json())
-            results = load_results(work)
-            for e, entry in collected["engines"].items():
-                results.setdefault(e, {"engine": e, "status": entry["status"],
-                                       "reason": entry.get("reason", "")})
-            store.append_platform(run_id, date, name, results, collected)
+                entries.setdefault(e, cell)
+            results: dict[str, EngineResult | None] = dict(load_records(work))
+            for e in entries:  # an engine without a result still has its row (its status)
+                results.setdefault(e, None)
+            store.append_platform(run_id, date, name, results, collected, entries)
         store.record_nightly(run_id, date, report.verdict, report.exit_code,
                              report.reference_platform,
                              {n: {"status": p.status, "verdict": p.verdict}

@@ -15,9 +15,17 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import QParityError
+from ..records.base import dig
+from ..records.nightly import EngineCell
+from ..records.report import EngineEntry, EvalReport
+from ..records.result import EngineResult
+
+# The report's verdict on an engine: the collector's entry, or the nightly's cell for an engine
+# its platform's profile runs but that left no result ("missing").
+Entry = EngineEntry | EngineCell
 
 DEFAULT_STORE = Path("results") / "history.sqlite"
 STORE_SCHEMA = 1
@@ -53,15 +61,12 @@ CREATE TABLE IF NOT EXISTS nightlies (
 
 def host_of(env: dict[str, Any] | None) -> str:
     """What decides whether two timings are comparable: the CPU, the CPUs granted, the GPUs."""
-    env = env or {}
-    cpu = env.get("cpu") or {}
-    gpus = "+".join(g.get("name", "?") for g in env.get("gpus") or []) or "no GPU"
-    return f"{cpu.get('model') or '?'} x{cpu.get('visible_cpus') or '?'} / {gpus}"
+    gpus = "+".join(g.get("name", "?") for g in dig(env, "gpus") or []) or "no GPU"
+    return f"{dig(env, 'cpu', 'model') or '?'} x{dig(env, 'cpu', 'visible_cpus') or '?'} / {gpus}"
 
 
 def compact_env(env: dict[str, Any] | None) -> dict[str, Any]:
-    env = env or {}
-    return {k: env.get(k) for k in ("os", "python", "hostname", "cpu", "gpus", "libraries")}
+    return {k: dig(env, k) for k in ("os", "python", "hostname", "cpu", "gpus", "libraries")}
 
 
 class HistoryStore:
@@ -95,11 +100,17 @@ class HistoryStore:
         self.db.close()
 
     def append_platform(self, run_id: str, date: str, platform: str,
-                        results: dict[str, dict[str, Any]],
-                        report: dict[str, Any] | None = None) -> int:
-        """Append one platform's engine results (`<engine>.json`, with raw samples) and, when
-        given, the collector's verdict on each (its `eval_report.json`). Returns rows written."""
-        rows = [result_row(run_id, date, platform, name, r, report) for name, r in results.items()]
+                        results: Mapping[str, EngineResult | None],
+                        report: EvalReport | None = None,
+                        entries: Mapping[str, Entry] | None = None) -> int:
+        """Append one platform's engine results (`<engine>.json`, with raw samples; None for an
+        engine that left none) and, when given, the collector's verdict on each (its
+        `eval_report.json`, or `entries`: the report's, with the nightly's own cells beside
+        them). Returns rows written."""
+        if entries is None:
+            entries = report.engines if report is not None else {}
+        rows = [result_row(run_id, date, platform, name, r, report, entries.get(name))
+                for name, r in results.items()]
         with self.db:
             self.db.execute("DELETE FROM results WHERE run_id = ? AND platform = ?", (run_id, platform))
             self.db.executemany(
@@ -132,37 +143,50 @@ class HistoryStore:
         return [dict(r) for r in self.db.execute("SELECT * FROM nightlies ORDER BY date, run_id")]
 
 
-def result_row(run_id: str, date: str, platform: str, name: str, r: dict[str, Any],
-               report: dict[str, Any] | None) -> dict[str, Any]:
-    entry = ((report or {}).get("engines") or {}).get(name) or {}
-    m = r.get("metrics") or {}
-    lat = r.get("latency_ms") or {}
-    info = r.get("engine_info") or {}
-    env = r.get("env") or {}
-    proto = r.get("protocol") or {}
-    golden = (report or {}).get("golden") or proto.get("golden")
+def result_row(run_id: str, date: str, platform: str, name: str,
+               r: EngineResult | dict[str, Any] | None,
+               report: EvalReport | dict[str, Any] | None,
+               entry: Entry | None = None) -> dict[str, Any]:
+    """One engine's row: its result (a record, or the file's JSON; None when it left none)
+    and the report's verdict on it (`entry`, by default the report's entry for `name`)."""
+    if isinstance(r, dict):
+        r = EngineResult.from_json(r)
+    if isinstance(report, dict):
+        report = EvalReport.from_json(report)
+    if entry is None and report is not None:
+        entry = report.engines.get(name)
+    m, lat = (r.metrics, r.latency_ms) if r else (None, None)
+    model, data = (r.model, r.data) if r else (None, None)
+    env, info, proto = (r.env, r.engine_info, r.protocol) if r else (None, None, None)  # free-form
+    golden = report.golden if report else dig(proto, "golden")
+
+    def fig(section: Any, key: str) -> Any:
+        return None if section is None else getattr(section, key)
+
     return {
         "run_id": run_id, "date": date, "platform": platform, "engine": name,
-        "status": entry.get("status") or r.get("status", "error"),
-        "reason": entry.get("reason") or r.get("reason") or "",
+        "status": (entry.status if entry else None) or (r.status if r else "error"),
+        "reason": (entry.reason if entry else None) or (r.reason if r else None) or "",
         "is_golden": int(name == golden), "golden": golden,
-        "model_sha256": (r.get("model") or {}).get("sha256"),
-        "image_list_sha256": (r.get("data") or {}).get("image_list_sha256"),
-        "annotations_sha256": (r.get("data") or {}).get("annotations_sha256"),
-        "images_evaluated": (r.get("data") or {}).get("images_evaluated"),
-        "protocol_overrides": json.dumps(proto.get("overrides") or {}, sort_keys=True),
-        "harness_commit": (env.get("harness") or {}).get("commit"),
-        "harness_dirty": (env.get("harness") or {}).get("dirty"),
-        "engine_library": info.get("library"), "engine_version": info.get("version"),
+        "model_sha256": fig(model, "sha256"),
+        "image_list_sha256": fig(data, "image_list_sha256"),
+        "annotations_sha256": fig(data, "annotations_sha256"),
+        "images_evaluated": fig(data, "images_evaluated"),
+        "protocol_overrides": json.dumps(dig(proto, "overrides") or {}, sort_keys=True),
+        "harness_commit": dig(env, "harness", "commit"),
+        "harness_dirty": dig(env, "harness", "dirty"),
+        "engine_library": dig(info, "library"),
+        "engine_version": dig(info, "version"),
         "host": host_of(env),
-        "map50_95": m.get("map50_95"), "map50": m.get("map50"), "map_small": m.get("map_small"),
-        "map_medium": m.get("map_medium"), "map_large": m.get("map_large"),
-        "delta_map50_95": entry.get("delta_map50_95"),
-        "tolerance_map50_95": (report or {}).get("tolerance_map50_95", proto.get("tolerance_map50_95")),
-        "lat_median": lat.get("median"), "lat_p95": lat.get("p95"), "lat_p99": lat.get("p99"),
-        "lat_mean": lat.get("mean"), "lat_stdev": lat.get("stdev"), "lat_min": lat.get("min"),
-        "lat_max": lat.get("max"), "lat_n": lat.get("n"), "lat_timed": lat.get("timed"),
-        "samples_ms": json.dumps(lat.get("samples_ms")) if lat.get("samples_ms") else None,
+        "map50_95": fig(m, "map50_95"), "map50": fig(m, "map50"), "map_small": fig(m, "map_small"),
+        "map_medium": fig(m, "map_medium"), "map_large": fig(m, "map_large"),
+        "delta_map50_95": entry.delta_map50_95 if entry else None,
+        "tolerance_map50_95": report.tolerance_map50_95 if report
+        else dig(proto, "tolerance_map50_95"),
+        "lat_median": fig(lat, "median"), "lat_p95": fig(lat, "p95"), "lat_p99": fig(lat, "p99"),
+        "lat_mean": fig(lat, "mean"), "lat_stdev": fig(lat, "stdev"), "lat_min": fig(lat, "min"),
+        "lat_max": fig(lat, "max"), "lat_n": fig(lat, "n"), "lat_timed": fig(lat, "timed"),
+        "samples_ms": json.dumps(lat.samples_ms) if lat and lat.samples_ms else None,
         "env": json.dumps(compact_env(env), default=str),
     }
 

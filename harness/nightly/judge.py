@@ -23,17 +23,20 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REPORT_NAME, collect,
-                         load_results, map_delta)
+from ..collector import (EXIT_ERROR, EXIT_FAIL, EXIT_PASS, REPORT_NAME, collect_report,
+                         load_records, map_delta, part)
 from ..errors import QParityError
 from ..fileio import write_json_atomic
 from ..protocol import locked_protocol
-from ..records.report import read_report
+from ..records.base import Section, dig
 from ..records.nightly import (NIGHTLY_REPORT, EngineCell, Finding, GoldenCheck, Host, NightlyReport,
                                PlatformSummary, QdqRef)
+from ..records.report import EngineEntry, EvalReport, read_report_record
+from ..records.result import EngineResult
 from ..results import RESULT_SCHEMA
 
 NIGHTLY_SUMMARY = "nightly_summary.md"
@@ -43,6 +46,29 @@ SEVERITY = {"error": 2, "fail": 1, "note": 0}
 SAME_ACROSS_PLATFORMS = (("model-mismatch", "model", "sha256", "model file"),
                          ("data-mismatch", "data", "image_list_sha256", "image list"),
                          ("data-mismatch", "data", "annotations_sha256", "annotation file"))
+# What a nightly cell keeps of the collector's entry for an engine (the rest is in the
+# platform's re-collected report).
+ENGINE_CELL = ("status", "reason", "metrics", "delta_map50_95", "delta_vs_qdq_ref", "latency_ms",
+               "speedup_vs_golden", "engine", "model_sha256", "census", "quantized_in_file")
+MISSING_ENGINE = "no result file from this engine (its service did not run or did not write)"
+
+
+@dataclass
+class Platform:
+    """One platform while it is judged: its folder, its re-collected report and results, and
+    the cells of the table (the report's engines, then those its profile runs but that left no
+    result, as `missing`)."""
+    folder: Path | None
+    status: str = "missing"
+    reason: str = ""
+    meta: dict[str, Any] | None = None
+    report: EvalReport | None = None
+    results: dict[str, EngineResult] = field(default_factory=dict)
+    cells: dict[str, EngineCell] = field(default_factory=dict)
+    verdict: str | None = None  # the re-collected report's, or error with an engine missing
+    exit_code: int | None = None
+    platform_verdict: str | None = None
+    golden_check: GoldenCheck | None = None
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
@@ -64,7 +90,7 @@ def platform_folders(specs: list[str]) -> dict[str, Path]:
         if not sep:
             folder = spec
             meta = read_meta(Path(folder)) if Path(folder).is_dir() else None
-            name = (meta or {}).get("platform") or Path(folder).name
+            name = dig(meta, "platform") or Path(folder).name
         if not name or name in out:
             raise QParityError(f"platform name {name!r} is empty or given twice", Path(folder))
         out[name] = Path(folder)
@@ -80,15 +106,23 @@ def _result_files(folder: Path) -> list[Path]:
     return files
 
 
-def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, Any]:
+def cell(entry: EngineEntry) -> EngineCell:
+    """What the nightly keeps of a report entry; its sections as the report holds them."""
+    return EngineCell(**{k: _json_of(getattr(entry, k)) for k in ENGINE_CELL})
+
+
+def _json_of(v: Any) -> Any:
+    return v.to_json(omit_absent=True) if isinstance(v, Section) else v
+
+
+def collect_platform(name: str, folder: Path | None, work: Path) -> Platform:
     """Re-collect one platform into `work`; its status is ok, missing or error."""
-    entry: dict[str, Any] = {"status": "missing", "reason": "", "folder": str(folder) if folder else None,
-                             "meta": None, "report": None, "results": {}}
+    p = Platform(folder)
     if folder is None or not folder.is_dir():
-        entry["reason"] = ("no results for this platform (its runner offline, its job not run, "
-                           "or its artifact not uploaded)")
-        return entry
-    meta = entry["meta"] = read_meta(folder)
+        p.reason = ("no results for this platform (its runner offline, its job not run, "
+                    "or its artifact not uploaded)")
+        return p
+    meta = p.meta = read_meta(folder)
     files = _result_files(folder)
     if not any(_is_result(f) for f in files):
         why = "no engine result files: the platform job did not get as far as running an engine"
@@ -96,8 +130,8 @@ def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, An
             code = meta.get("compose_exit")
             why += (f" (its compose run: {'never ran' if code is None else f'exit {code}'}; "
                     f"job status {meta.get('job_status', '?')}; runner {meta.get('runner', '?')})")
-        entry["reason"] = why
-        return entry
+        p.reason = why
+        return p
     shutil.rmtree(work, ignore_errors=True)  # an earlier nightly's files must not count now
     work.mkdir(parents=True)
     for f in files:
@@ -105,19 +139,28 @@ def collect_platform(name: str, folder: Path | None, work: Path) -> dict[str, An
     if (folder / "detections").is_dir():
         shutil.copytree(folder / "detections", work / "detections", dirs_exist_ok=True)
     try:
-        entry["results"] = load_results(work)
-        entry["report"] = collect(work)
+        p.results = load_records(work)
+        p.report = collect_report(work)
     except QParityError as e:
-        entry.update(status="error", reason=str(e))
-        return entry
-    entry["status"] = "ok"
+        p.status, p.reason = "error", str(e)
+        return p
+    p.status = "ok"
+    p.verdict, p.exit_code = p.report.verdict, p.report.exit_code
+    p.cells = {e: cell(entry) for e, entry in p.report.engines.items()}
+    for e in dig(meta, "engines") or []:  # the engines this platform's compose profile runs
+        if e not in p.cells:
+            p.verdict, p.exit_code = "error", EXIT_ERROR
+            p.cells[e] = EngineCell(status="missing", reason=MISSING_ENGINE, metrics=None,
+                                    delta_map50_95=None, delta_vs_qdq_ref=None, latency_ms=None,
+                                    speedup_vs_golden=None, engine=None, model_sha256=None,
+                                    census=None, quantized_in_file=None)
     own = folder / REPORT_NAME
     if own.is_file():
         try:  # the platform's own verdict, shown beside the re-collected one
-            entry["platform_verdict"] = read_report(own)["verdict"]
+            p.platform_verdict = read_report_record(own).verdict
         except QParityError:
-            entry["platform_verdict"] = "unreadable"
-    return entry
+            p.platform_verdict = "unreadable"
+    return p
 
 
 def _is_result(f: Path) -> bool:
@@ -142,36 +185,29 @@ def nightly(platforms: dict[str, Path], out: Path, expected: list[str] | None = 
         names.insert(0, reference)
     plats = {n: collect_platform(n, platforms.get(n), out / "platforms" / n) for n in names}
     findings: list[Finding] = []
-    golden = locked_protocol().golden
     ref = plats[reference]
-    ref_report = ref["report"] or {}
-    golden = ref_report.get("golden") or golden
-    tolerance = float(ref_report.get("tolerance_map50_95", locked_protocol().tolerance_map50_95))
-    ref_golden = (ref["results"] or {}).get(golden)
-    ref_ok = ref["status"] == "ok" and ref_golden is not None and ref_golden.get("status") == "ok"
+    ref_report = ref.report
+    golden = ref_report.golden if ref_report else locked_protocol().golden
+    tolerance = float(ref_report.tolerance_map50_95 if ref_report
+                      else locked_protocol().tolerance_map50_95)
+    ref_golden = ref.results.get(golden)
+    ref_ok = ref.status == "ok" and ref_golden is not None and ref_golden.status == "ok"
 
     for name, p in plats.items():
-        if p["status"] != "ok":
-            findings.append(Finding(p["status"] if p["status"] == "missing" else "error", "error",
-                                    name, None, p["reason"]))
+        if p.status != "ok":
+            findings.append(Finding(p.status if p.status == "missing" else "error", "error",
+                                    name, None, p.reason))
             continue
-        rep = p["report"]
-        wanted = (p["meta"] or {}).get("engines") or []
-        for e in wanted:  # the engines this platform's compose profile runs
-            if e not in rep["engines"]:
-                rep["verdict"], rep["exit_code"] = "error", EXIT_ERROR
-                rep["engines"][e] = {"status": "missing", "reason": "no result file from this "
-                                     "engine (its service did not run or did not write)",
-                                     "metrics": None, "delta_map50_95": None, "latency_ms": None}
-        for engine, e in rep["engines"].items():
-            if e["status"] == "fail":
-                findings.append(Finding("engine-fail", "fail", name, engine, e.get("reason", "")))
-            elif e["status"] in ("error", "unavailable", "missing"):
+        for engine, e in p.cells.items():
+            if e.status == "fail":
+                findings.append(Finding("engine-fail", "fail", name, engine, e.reason or ""))
+            elif e.status in ("error", "unavailable", "missing"):
                 findings.append(Finding("engine-error", "error", name, engine,
-                                        f"{e['status']}: {e.get('reason', '')}"))
-        p["golden_check"] = golden_check(name, p, reference, ref, ref_ok, golden, tolerance, findings)
-        if (rep.get("reference") or {}).get("golden_drift"):
-            findings.append(Finding("reference-drift", "note", name, golden, rep["reference"]["note"]))
+                                        f"{e.status}: {e.reason or ''}"))
+        p.golden_check = golden_check(name, p, reference, ref, ref_ok, golden, tolerance, findings)
+        drift = p.report.reference if p.report else None
+        if drift is not None and drift.golden_drift:
+            findings.append(Finding("reference-drift", "note", name, golden, drift.note))
     if not ref_ok:
         findings.append(Finding("no-reference", "error", reference, golden,
                                 f"reference platform {reference} has no {golden} result to judge "
@@ -188,36 +224,36 @@ def nightly(platforms: dict[str, Path], out: Path, expected: list[str] | None = 
         reference_platform=reference, golden_drift_policy=golden_drift,
         expected_platforms=expected, platforms_order=names,
         engines_order=engine_order(plats, golden),
-        model=ref_report.get("model") if ref_ok else None,
-        data=ref_report.get("data") if ref_ok else None,
+        model=_json_of(ref_report.model) if ref_ok and ref_report else None,
+        data=_json_of(ref_report.data) if ref_ok and ref_report else None,
         findings=sorted(findings, key=lambda f: -SEVERITY[f.severity]),
         platforms={n: platform_summary(n, p) for n, p in plats.items()})
     write_json_atomic(out / NIGHTLY_REPORT, report.to_json())
     return report
 
 
-def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, Any], ref_ok: bool,
+def golden_check(name: str, p: Platform, reference: str, ref: Platform, ref_ok: bool,
                  golden: str, tolerance: float, findings: list[Finding]) -> GoldenCheck:
     """This platform's golden engine against the reference platform's."""
-    mine = p["results"].get(golden)
+    mine = p.results.get(golden)
     check = GoldenCheck(reference=reference, delta_map50_95=None, drift=False, comparable=False)
-    if mine is None or mine.get("status") != "ok" or not ref_ok:
+    if mine is None or mine.status != "ok" or not ref_ok:
         return check
-    theirs = ref["results"][golden]
+    theirs = ref.results[golden]
     if name != reference:
         for kind, section, key, what in SAME_ACROSS_PLATFORMS:
-            a, b = (mine.get(section) or {}).get(key), (theirs.get(section) or {}).get(key)
+            a, b = part(mine, section, key), part(theirs, section, key)
             if a != b:
                 findings.append(Finding(kind, "error", name, None,
                                         f"{what} differs from the reference platform {reference}'s "
                                         f"({str(a)[:12]} vs {str(b)[:12]}): not the same measurement"))
                 return check
-        if (mine.get("protocol") or {}).get("overrides") != (theirs.get("protocol") or {}).get("overrides"):
+        if dig(mine.protocol, "overrides") != dig(theirs.protocol, "overrides"):
             findings.append(Finding("protocol-mismatch", "error", name, None,
                                     f"protocol overrides differ from the reference platform "
                                     f"{reference}'s run"))
             return check
-    delta = map_delta(mine.get("metrics"), theirs.get("metrics"))
+    delta = map_delta(mine.metrics, theirs.metrics)
     check.delta_map50_95, check.comparable = delta, True
     check.drift = delta is not None and abs(delta) > tolerance
     if check.drift:
@@ -228,40 +264,33 @@ def golden_check(name: str, p: dict[str, Any], reference: str, ref: dict[str, An
     return check
 
 
-def engine_order(plats: dict[str, dict[str, Any]], golden: str) -> list[str]:
+def engine_order(plats: dict[str, Platform], golden: str) -> list[str]:
     """The golden engine first, reference engines (never gated: the collector marks them by the
     result's own flag) last, the others by name between."""
-    entries = [(e, ent) for p in plats.values() for e, ent in ((p["report"] or {}).get("engines")
-                                                              or {}).items()]
-    refs = sorted({e for e, ent in entries if ent.get("status") == "reference"} - {golden})
-    rest = sorted({e for e, _ in entries} - {golden} - set(refs))
+    cells = [(e, c) for p in plats.values() for e, c in p.cells.items()]
+    refs = sorted({e for e, c in cells if c.status == "reference"} - {golden})
+    rest = sorted({e for e, _ in cells} - {golden} - set(refs))
     return [golden] + rest + refs
 
 
-def platform_summary(name: str, p: dict[str, Any]) -> PlatformSummary:
-    rep = p["report"] or {}
-    golden_env = ((p["results"] or {}).get(rep.get("golden")) or {}).get("env") or {}
-    cpu = golden_env.get("cpu") or {}
-    ref = rep.get("reference")
+def platform_summary(name: str, p: Platform) -> PlatformSummary:
+    rep = p.report
+    golden = p.results.get(rep.golden) if rep else None
+    env = golden.env if golden else None  # free-form: envinfo's keys
+    ref = rep.reference if rep else None
     return PlatformSummary(
-        status=p["status"], reason=p["reason"], folder=p["folder"], meta=p["meta"],
-        collected_report=f"platforms/{name}/{REPORT_NAME}" if p["status"] == "ok" else None,
-        verdict=rep.get("verdict"), exit_code=rep.get("exit_code"),
-        platform_verdict=p.get("platform_verdict"),
-        model_sha256=(rep.get("model") or {}).get("sha256"),
-        image_list_sha256=(rep.get("data") or {}).get("image_list_sha256"),
-        images_evaluated=(rep.get("data") or {}).get("images_evaluated"),
-        host=Host(cpu=cpu.get("model"), vnni=cpu.get("vnni"),
-                  emulated=(cpu.get("emulated") or {}).get("label"),
-                  gpus=[g.get("name") for g in golden_env.get("gpus") or []]),
-        golden_check=p.get("golden_check"),
-        qdq_ref=QdqRef(**{k: ref.get(k) for k in ("engine", "map50_95", "golden_delta",
-                                                  "golden_drift", "note")}) if ref else None,
-        engines={n: EngineCell(**{k: e.get(k) for k in ENGINE_CELL})
-                 for n, e in (rep.get("engines") or {}).items()})
-
-
-# What a nightly cell keeps of the collector's entry for an engine (the rest is in the
-# platform's re-collected report).
-ENGINE_CELL = ("status", "reason", "metrics", "delta_map50_95", "delta_vs_qdq_ref", "latency_ms",
-               "speedup_vs_golden", "engine", "model_sha256", "census", "quantized_in_file")
+        status=p.status, reason=p.reason, folder=str(p.folder) if p.folder else None,
+        meta=p.meta,
+        collected_report=f"platforms/{name}/{REPORT_NAME}" if p.status == "ok" else None,
+        verdict=p.verdict, exit_code=p.exit_code,  # type: ignore[arg-type]
+        platform_verdict=p.platform_verdict,
+        model_sha256=rep.model.sha256 if rep and rep.model else None,
+        image_list_sha256=rep.data.image_list_sha256 if rep and rep.data else None,
+        images_evaluated=rep.data.images_evaluated if rep and rep.data else None,
+        host=Host(cpu=dig(env, "cpu", "model"), vnni=dig(env, "cpu", "vnni"),
+                  emulated=dig(env, "cpu", "emulated", "label"),
+                  gpus=[g.get("name") for g in dig(env, "gpus") or []]),
+        golden_check=p.golden_check,
+        qdq_ref=QdqRef(engine=ref.engine, map50_95=ref.map50_95, golden_delta=ref.golden_delta,
+                       golden_drift=ref.golden_drift, note=ref.note) if ref else None,
+        engines=p.cells)

@@ -4,6 +4,7 @@ rich is imported where a table is drawn, so importing the package stays light.""
 
 from __future__ import annotations
 
+from ..records.base import dig
 from ..records.nightly import Finding, NightlyReport
 
 CELL_STYLE = {"pass": "bold green", "reference": "cyan", "fail": "bold red", "error": "bold red",
@@ -56,7 +57,7 @@ def cell_text(report: NightlyReport, platform: str, engine: str):
     drift = golden and gc is not None and gc.drift
     out = Text(("DRIFT " if drift else "") + e.status,
                style="bold red" if drift else CELL_STYLE.get(e.status, ""))
-    m = (e.metrics or {}).get("map50_95")
+    m = dig(e.metrics, "map50_95")
     if m is not None:
         if golden:
             d = gc.delta_map50_95 if gc else None
@@ -70,7 +71,7 @@ def cell_text(report: NightlyReport, platform: str, engine: str):
         from ..census import ratio_text
 
         out.append(f"\nint8 {ratio_text(e.census, e.quantized_in_file)}")
-    med = (e.latency_ms or {}).get("median")
+    med = dig(e.latency_ms, "median")
     if med is not None:
         out.append(f"\n{med:.3f} ms")
     elif p.host.emulated:  # harness/emulate.py: never a latency

@@ -41,9 +41,43 @@ class Section:
 
     #: Whether keys that are not fields are refused (True) or dropped (False).
     STRICT: ClassVar[bool] = True
+    #: The fields this section holds, in the order it got them, as a dict would: the keys of
+    #: the JSON it was read from (from_json) or given to `sparse()`, then those set since.
+    #: None for a section built in code: it holds every field, in field order.
+    _keys: ClassVar[tuple[str, ...] | None] = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {f.name: _dump(getattr(self, f.name)) for f in fields(self)}
+    def __setattr__(self, name: str, value: Any) -> None:
+        keys = self._keys
+        if keys is not None and name not in keys:  # set now: held from now on, last
+            object.__setattr__(self, "_keys", (*keys, name))
+        object.__setattr__(self, name, value)
+
+    @classmethod
+    def sparse(cls: type[T], **given: Any) -> T:
+        """A section holding only the fields `given`, in that order (and those set later): the
+        others take their defaults but stay out of `to_json(omit_absent=True)`."""
+        obj = cls(**given)
+        object.__setattr__(obj, "_keys", tuple(given))
+        return obj
+
+    def has(self, name: str) -> bool:
+        """Whether the field was in the JSON read (or given to sparse(), or set since)."""
+        return self._keys is None or name in self._keys
+
+    def field_names(self) -> list[str]:
+        """The fields this section holds, in order (see `has`)."""
+        return [f.name for f in fields(self)] if self._keys is None else list(self._keys)
+
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        """The JSON of every field, in field order; with `omit_absent`, of the fields this
+        section holds (`has`), in the order it got them, all the way down: a record read and
+        written back is then the JSON it was read from, key for key. (A field it does not hold
+        but whose default was changed in place, a list appended to, is written too, last.)"""
+        if not omit_absent or self._keys is None:
+            return {f.name: _dump(getattr(self, f.name), omit_absent) for f in fields(self)}
+        names = [*self._keys, *(f.name for f in fields(self)
+                                if f.name not in self._keys and not _is_default(self, f))]
+        return {n: _dump(getattr(self, n), True) for n in names}
 
     @classmethod
     def from_json(cls: type[T], data: Any, where: str = "") -> T:
@@ -63,7 +97,9 @@ class Section:
                 kwargs[f.name] = _load(hints[f.name], data[f.name], path)
             elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
                 raise RecordError(f"{path} is missing")
-        return cls(**kwargs)
+        obj = cls(**kwargs)
+        object.__setattr__(obj, "_keys", tuple(k for k in data if k in names))
+        return obj
 
     @classmethod
     def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -93,8 +129,8 @@ class Record(Section):
     KIND: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
 
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": self.VERSION, **super().to_json()}
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        return {"schema": self.VERSION, **super().to_json(omit_absent)}
 
     @classmethod
     def from_json(cls: type[T], data: Any, where: str = "") -> T:
@@ -154,14 +190,29 @@ def _json_type(v: Any) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(v), type(v).__name__)
 
 
-def _dump(v: Any) -> Any:
+def _dump(v: Any, omit_absent: bool = False) -> Any:
     if isinstance(v, Section):
-        return v.to_json()
+        return v.to_json(omit_absent)
     if isinstance(v, list):
-        return [_dump(x) for x in v]
+        return [_dump(x, omit_absent) for x in v]
     if isinstance(v, dict):
-        return {k: _dump(x) for k, x in v.items()}
+        return {k: _dump(x, omit_absent) for k, x in v.items()}
     return v
+
+
+def _is_default(obj: Section, f: Any) -> bool:
+    default = f.default_factory() if f.default_factory is not MISSING else f.default
+    return getattr(obj, f.name) == default
+
+
+def dig(data: Any, *keys: str) -> Any:
+    """The value at `keys` in free-form JSON (a result's `env`, `engine_info`, `census`, whose
+    keys belong to a library): None where a level is missing or not an object."""
+    for k in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(k)
+    return data
 
 
 def _is_union(tp: Any) -> bool:
@@ -221,7 +272,7 @@ def _load(tp: Any, v: Any, where: str) -> Any:
             raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a number")
         if not math.isfinite(v):
             raise RecordError(f"{where} is {v}, not a finite number")
-        return float(v)
+        return v  # an integer stays one (it is a number): written back, the JSON is unchanged
     if tp is str:
         if not isinstance(v, str):
             raise RecordError(f"{where} is {_json_type(v)} {_short(v)}, not a string")
@@ -275,4 +326,4 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     raise TypeError(f"record field type {tp!r} is not supported")
 
 
-__all__ = ["Record", "RecordError", "Section", "version_message"]
+__all__ = ["Record", "RecordError", "Section", "dig", "version_message"]

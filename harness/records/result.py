@@ -1,10 +1,11 @@
 """The engine result record: `<out>/<engine>.json`, one engine's run (harness/runner.py).
 
 The runner builds it as a dict while it works (so a failure keeps whatever was measured) and
-checks it through `EngineResult.from_json` before every write. The collector, the nightly and
-the history read result files through `harness.results.validate_result`, which adds the checks a
-type cannot express (the engine named like its file, the locked protocol, an `ok` result
-carrying its metrics, latency and hashes, an emulated run carrying no latency).
+checks it through `EngineResult.from_json` before every write. The collector reads result files
+through `harness.results.read_result`, which adds the checks a type cannot express (the engine
+named like its file, the locked protocol, an `ok` result carrying its metrics, latency and
+hashes, an emulated run carrying no latency), and keeps the records: the nightly and the
+history judge and store from them.
 
 Optional fields are optional because a result is written at every stage of a run: an engine
 refused before it loaded the model has no `model`, one interrupted during the latency
@@ -132,8 +133,9 @@ class Emulation(Section):
             data = {("class_" if k == "class" else k): v for k, v in data.items()}
         return super().from_json(data, where)
 
-    def to_json(self) -> dict[str, Any]:
-        return {("class" if k == "class_" else k): v for k, v in super().to_json().items()}
+    def to_json(self, omit_absent: bool = False) -> dict[str, Any]:
+        return {("class" if k == "class_" else k): v
+                for k, v in super().to_json(omit_absent).items()}
 
     @classmethod
     def json_schema(cls, defs: dict[str, Any] | None = None) -> dict[str, Any]:
