@@ -2,6 +2,7 @@
 machine, and names the measured cause (shared signed Q/DQ pairs on non-ARM builds), never float
 biases. The variants are bench/ort_int8_cause.py's tiny net, quantized by ONNX Runtime's PTQ."""
 
+import importlib.util
 import platform
 import sys
 from pathlib import Path
@@ -9,13 +10,22 @@ from pathlib import Path
 import onnx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+from harness.engines.ort_cpu import OrtCpuEngine, int8_activations_allowed, predicted_float_convs
+from harness.preflight import check_model, model_facts
 
-import ort_int8_cause as bench  # noqa: E402
 
-from harness.engines.ort_cpu import (OrtCpuEngine, int8_activations_allowed,  # noqa: E402
-                                     predicted_float_convs)
-from harness.preflight import check_model, model_facts  # noqa: E402
+def _bench_module():
+    """bench/ort_int8_cause.py by its path: putting bench/ on sys.path would shadow other
+    modules for the whole session (bench/containers.py hides tests/containers)."""
+    path = Path(__file__).parents[1] / "bench" / "ort_int8_cause.py"
+    spec = importlib.util.spec_from_file_location("ort_int8_cause", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench_module()
 
 MEASURED = [v for v in bench.TINY if not v.session]
 X86_ONLY = pytest.mark.skipif(int8_activations_allowed(platform.machine()),

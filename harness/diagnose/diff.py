@@ -34,10 +34,9 @@ import numpy as np
 
 from ..errors import QParityError
 from ..postprocess import iou_matrix
-from ..records.base import RecordError
 from ..records.report import read_report_record
 from ..records.result import DataManifest, EngineResult
-from ..results import check_result
+from ..results import read_result
 from .defaults import FLOOR  # noqa: F401  (also read from here)
 
 IOU_MATCH = 0.5
@@ -129,13 +128,9 @@ def _result(run: Path, engine: str) -> EngineResult:
         r = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise QParityError(f"unreadable result file ({e})", path) from e
-    try:
-        rec = EngineResult.from_json(r)
-    except RecordError as e:
-        raise QParityError(f"not a valid result file: {e}", path) from e
-    problem = check_result(rec, r, engine)
-    if problem:
-        raise QParityError(f"not a valid result file: {problem}", path)
+    rec = read_result(r, engine)  # the collector's own check: the record, then what types cannot say
+    if isinstance(rec, str):
+        raise QParityError(f"not a valid result file: {rec}", path)
     if rec.status != "ok" or not rec.detections_file:
         raise QParityError(f"engine {engine} did not produce detections in this run "
                            f"(status {rec.status}: {rec.reason})", path)
