@@ -1,12 +1,14 @@
 """Start-up time of the light commands: `qparity --help` and `qparity collect DIR`.
 
-    python bench/startup.py [--results DIR] [--repeats 7] [--imports]
+    python bench/startup.py [--results DIR] [--repeats 7] [--fresh] [--imports]
 
 Each command is run as a fresh process (`python -m harness.cli ...`), `--repeats` times after
 one warm-up, and the median and min-max wall times are printed (goal: under 0.3 s each). The
 collect figure includes its real work on a small folder (reading the results, gating, writing
 eval_report.json and report.html); without --results a folder is made once with `qparity demo`
-on 8 images (a minute). --imports also lists which heavy modules each command's module loads
+on 8 images (a minute). --fresh times the first `collect` after a run: before each run
+(the warm-up too) it removes what an earlier collect left beside the results (the report,
+report.html, per-class AP caches under detections/). --imports also lists which heavy modules each command's module loads
 (`collect`, `nightly` and `history` must load neither cv2 nor pycocotools).
 
 The children run without PYTHONDONTWRITEBYTECODE, as an installed qparity does (its .pyc files
@@ -31,10 +33,12 @@ HEAVY = ("cv2", "pycocotools", "onnxruntime", "openvino", "onnx", "numpy", "rich
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(argv: list[str], repeats: int) -> list[float]:
+def timed(argv: list[str], repeats: int, before=lambda: None) -> list[float]:
+    before()
     subprocess.run(argv, capture_output=True, env=ENV)  # warm-up: the file cache, .pyc files
     out = []
     for _ in range(repeats):
+        before()
         t0 = time.perf_counter()
         subprocess.run(argv, capture_output=True, env=ENV)
         out.append(time.perf_counter() - t0)
@@ -51,10 +55,19 @@ def demo_results(where: Path) -> Path:
     return results
 
 
+def as_fresh(results: Path) -> None:
+    """The folder as a run leaves it, before any collect: no report, no page, no cache."""
+    for f in [results / "eval_report.json", results / "report.html",
+              *(results / "detections").glob("*.per_class_ap.json")]:
+        f.unlink(missing_ok=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", help="a results folder for `collect` (default: a small demo run)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--fresh", action="store_true",
+                    help="time the first collect after a run (remove report, page and caches first)")
     ap.add_argument("--imports", action="store_true", help="list heavy modules per module")
     a = ap.parse_args()
     py = [sys.executable, "-m", "harness.cli"]
@@ -63,7 +76,9 @@ def main() -> None:
              "qparity collect": [*py, "collect", str(results)],
              "python (no import, the floor)": [sys.executable, "-c", "pass"]}
     for name, argv in cases.items():
-        t = timed(argv, a.repeats)
+        fresh = a.fresh and name == "qparity collect"
+        t = timed(argv, a.repeats, (lambda: as_fresh(results)) if fresh else (lambda: None))
+        name += " (fresh)" if fresh else ""
         print(f"{name:32s} median {statistics.median(t):.3f} s  "
               f"(min {min(t):.3f}, max {max(t):.3f}, n={len(t)})")
     if a.imports:
