@@ -79,18 +79,48 @@ def evaluate(coco_json: dict[str, Any], detections: np.ndarray, image_ids: list[
 
     Only `image_ids` are scored, so a --limit run is a fair subset and not penalised for the
     images it skipped. A metric pycocotools cannot define (no ground truth of that size) is None.
+    `per_class_ap50_95` is AP50-95 per category name from the same evaluation (`class_aps`).
     """
     gt = coco_from_dict(coco_json)
     result: dict[str, Any] = {"images": len(image_ids), "detections": int(len(detections))}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = coco_eval(gt, np.asarray(detections, dtype=np.float64).reshape(-1, 7), image_ids)
+        if len(detections):
+            ev.summarize()
     if len(detections) == 0:
         result.update({k: 0.0 for k in METRIC_NAMES})
-        return result
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev = coco_eval(gt, detections, image_ids)
-        ev.summarize()
-    for name, value in zip(METRIC_NAMES, (ev.stats[i] for i in (0, 1, 2, 3, 4, 5))):
-        result[name] = None if value < 0 else round(float(value) * 100, 4)
+    else:
+        for name, value in zip(METRIC_NAMES, (ev.stats[i] for i in (0, 1, 2, 3, 4, 5))):
+            result[name] = None if value < 0 else round(float(value) * 100, 4)
+    result["per_class_ap50_95"] = class_aps(ev, gt)
     return result
+
+
+def class_aps(ev: COCOeval, gt: COCO) -> dict[str, float | None]:
+    """AP50-95 per category of an accumulated evaluation, in points, keyed by category name in
+    category id order: each category's slice of `precision` (area "all", 100 detections),
+    averaged over its entries > -1 as `summarize` averages the whole; None for a category
+    without ground truth among the evaluated images (pycocotools leaves its slice at -1).
+
+    pycocotools fills a category's whole slice as soon as it has ground truth, so every such
+    category weighs the same in `summarize`'s mean: the overall mAP50-95 is the mean of these
+    values over the categories that have one (tests/test_metrics_percategory.py)."""
+    precision = ev.eval["precision"]  # [IoU thresholds, recall points, classes, areas, maxDets]
+    a, m = ev.params.areaRngLbl.index("all"), ev.params.maxDets.index(100)
+    names = class_keys([gt.cats[c] for c in ev.params.catIds])
+    out: dict[str, float | None] = {}
+    for k, name in enumerate(names):
+        p = precision[:, :, k, a, m]
+        valid = p[p > -1]
+        out[name] = round(float(valid.mean()) * 100, 4) if valid.size else None
+    return out
+
+
+def class_keys(categories: list[dict[str, Any]]) -> list[str]:
+    """Each category's name; a name two categories share gets its id ("name #id"), one without
+    a name is its id, so no class's AP is written over another's."""
+    names = [str(c.get("name", c["id"])) for c in categories]
+    return [f"{n} #{c['id']}" if names.count(n) > 1 else n for n, c in zip(names, categories)]
 
 
 def per_class_ap(coco_json: dict[str, Any], detections: np.ndarray,

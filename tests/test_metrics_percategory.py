@@ -1,4 +1,5 @@
-"""The per-category pycocotools run gives exactly the statistics of one joint pycocotools run."""
+"""The per-category pycocotools run gives exactly the statistics of one joint pycocotools run,
+and the per-class AP50-95 it records is pycocotools' own, per category."""
 
 import contextlib
 import copy
@@ -9,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from harness.metrics import coco_eval, coco_from_dict, evaluate
+from harness.metrics import coco_eval, coco_from_dict, evaluate, per_class_ap
 
 
 def joint_stats(coco_json, dets, image_ids):
@@ -105,3 +106,78 @@ def test_evaluate_leaves_the_callers_annotations_untouched():
     before = copy.deepcopy(coco)
     evaluate(coco, dets, [im["id"] for im in coco["images"]])
     assert coco == before
+
+
+def per_category_summaries(coco_json, dets, image_ids):
+    """pycocotools' own `summarize` of a joint COCOeval restricted to one category, per
+    category id (-1 where it cannot define one): the figure per-class AP must be."""
+    out = {}
+    for cat in [c["id"] for c in coco_json["categories"]]:
+        gt = COCO()
+        gt.dataset = copy.deepcopy(coco_json)
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt.createIndex()
+            ev = COCOeval(gt, gt.loadRes(np.asarray(dets, np.float64)), "bbox")
+            ev.params.imgIds, ev.params.catIds = list(image_ids), [cat]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        out[cat] = ev.stats[0]
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_class_ap_comes_from_the_evaluation_itself(seed):
+    coco, dets = crafted(seed)
+    ids = [im["id"] for im in coco["images"]]
+    for images in (ids, ids[:17]):  # the whole set and a --limit subset
+        m = evaluate(coco, dets, images)
+        got = m["per_class_ap50_95"]
+        name = {c["id"]: c["name"] for c in coco["categories"]}
+        # the independent computation the HTML report used (a second evaluation), by name
+        assert got == {name[c]: v for c, v in per_class_ap(coco, dets, images).items()}
+        assert list(got) == ["c1", "c2", "c3", "c5", "c7", "c9"]  # category id order
+        assert got["c9"] is None  # false positives only, no ground truth: undefined, not 0
+        # and pycocotools' own summarize of each category alone, as stored (points, 4 places)
+        for cat, ap in per_category_summaries(coco, dets, images).items():
+            assert got[name[cat]] == (None if ap < 0 else round(float(ap) * 100, 4))
+        # the overall mAP is the mean of the classes with ground truth; stored values are
+        # rounded to 4 places each, so their mean is within 1e-4 of the stored overall figure
+        present = [v for v in got.values() if v is not None]
+        assert abs(sum(present) / len(present) - m["map50_95"]) <= 1e-4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overall_map_is_the_mean_of_per_class_means_up_to_float_rounding(seed):
+    """Before rounding: summarize averages every valid entry of precision[:, :, :, all, 100]
+    at once; a category with ground truth fills its whole [IoU, recall] slice, so that is the
+    mean of the per-category means. Mathematically equal; in floating point the two orders of
+    summation agree to the last bit or two (seed 1 differs by one unit in the last place)."""
+    coco, dets = crafted(seed)
+    ids = [im["id"] for im in coco["images"]]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = coco_eval(coco_from_dict(coco), dets, ids)
+        ev.summarize()
+    p = ev.eval["precision"][:, :, :, 0, -1]
+    means = [p[:, :, k].mean() for k in range(p.shape[2]) if (p[:, :, k] > -1).all()]
+    assert all((p[:, :, k] == -1).all() or (p[:, :, k] > -1).all() for k in range(p.shape[2]))
+    assert len(means) == 5  # c9 has no ground truth
+    assert float(np.mean(means)) == pytest.approx(float(ev.stats[0]), rel=1e-14, abs=0)
+
+
+def test_per_class_ap_of_an_engine_that_found_nothing():
+    """No detection: every class with ground truth scores 0 (pycocotools' own answer), the
+    class without ground truth stays undefined."""
+    coco, _ = crafted(0)
+    m = evaluate(coco, np.zeros((0, 7)), [im["id"] for im in coco["images"]])
+    assert m["map50_95"] == 0.0
+    assert m["per_class_ap50_95"] == {"c1": 0.0, "c2": 0.0, "c3": 0.0, "c5": 0.0, "c7": 0.0,
+                                      "c9": None}
+
+
+def test_class_keys_keep_every_class_apart():
+    from harness.metrics import class_keys
+
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "cat"},
+            {"id": 4}]
+    assert class_keys(cats) == ["cat #1", "dog", "cat #3", "4"]

@@ -76,6 +76,35 @@ def test_nested_sections_name_their_path(real_result):
     assert validate_result(r, "ort-cpu").startswith("model.md5_file_check is 'maybe', not one of")
 
 
+def test_the_runner_records_per_class_ap_from_its_own_evaluation(real_result):
+    """The runner's result carries AP50-95 per class name, from the evaluation that gave its
+    metrics (their mean is the overall figure); a result written before that field still
+    reads, and a class AP that is not a number or null is refused where it is read."""
+    import numpy as np
+
+    from harness.data import Dataset
+    from harness.metrics import per_class_ap
+
+    r = json.loads(real_result.read_text())
+    rec = EngineResult.from_json(r)
+    per = rec.metrics.per_class_ap50_95
+    out = real_result.parent
+    ds = Dataset.load(out.parent / "data" / "val2017",
+                      out.parent / "data" / "annotations" / "instances_val2017.json")
+    names = {c["id"]: c["name"] for c in ds.coco_json["categories"]}
+    det = np.load(out / rec.detections_file)["detections"]
+    assert per == {names[c]: v for c, v in per_class_ap(ds.coco_json, det, ds.image_ids).items()}
+    present = [v for v in per.values() if v is not None]
+    assert present and abs(sum(present) / len(present) - rec.metrics.map50_95) <= 1e-4
+    older = json.loads(real_result.read_text())
+    del older["metrics"]["per_class_ap50_95"]
+    assert validate_result(older, "ort-cpu") is None
+    assert EngineResult.from_json(older).metrics.per_class_ap50_95 is None
+    assert "per_class_ap50_95" not in EngineResult.from_json(older).to_json(True)["metrics"]
+    r["metrics"]["per_class_ap50_95"] = {"person": "high"}
+    assert validate_result(r, "ort-cpu").startswith("metrics.per_class_ap50_95")
+
+
 def test_emulated_block_keeps_its_class_key():
     r = new_result("ort-cpu", locked_protocol())
     r["emulated"] = {"spec": "avx2", "class": "avx2", "qemu_model": "EPYC-Rome",

@@ -82,6 +82,19 @@ class Metrics(Section):
 
 
 @dataclass
+class ResultMetrics(Metrics):
+    """An engine result's metrics: the COCO figures (as the evaluation report carries them)
+    and, from the same pycocotools evaluation, AP50-95 per class (harness/metrics.py
+    class_aps). Results written before it was recorded have no `per_class_ap50_95`."""
+    per_class_ap50_95: dict[str, float | None] | None = doc(
+        "AP50-95 per category name, in points, in category id order (a name two categories "
+        "share is followed by ' #<id>'): each category's pycocotools precision (area all, "
+        "100 detections) averaged as summarize averages the whole; null for a category "
+        "without ground truth among the evaluated images. The mean of the non-null values is "
+        "map50_95 (each rounded to 4 places)")
+
+
+@dataclass
 class LatencyStats(Section):
     """Statistics of latency samples in milliseconds (harness/latency.py summarize)."""
     median: float
@@ -170,7 +183,7 @@ class EngineResult(Record):
     load_s: float | None = None
     eval_timing: dict[str, float] | None = doc("where the evaluation pass spent its time")
     detections_file: str | None = None
-    metrics: Metrics | None = None
+    metrics: ResultMetrics | None = None
     latency_ms: Latency | None = None
     engine_info: dict[str, Any] | None = doc("the engine's describe(): library, version, "
                                              "settings")
@@ -180,4 +193,4 @@ class EngineResult(Record):
 
 
 __all__ = ["DataManifest", "Emulation", "EngineResult", "Latency", "LatencyStats", "Metrics",
-           "ModelFacts", "STATUSES", "Spinning", "Status"]
+           "ModelFacts", "ResultMetrics", "STATUSES", "Spinning", "Status"]
