@@ -8,8 +8,10 @@ a CI artifact or an e-mail, and weighs a few tens of kB. Engine colours come fro
 `harness.palette`, as on the history page.
 
 Everything is read from the results folder (`eval_report.json`'s content, the engines' result
-files for the raw latency samples, `detections/*.npz` and the annotation file for per-class
-AP), so `qparity collect` rewrites the page from files alone.
+files for the raw latency samples and the per-class AP the runner recorded), so `qparity
+collect` rewrites the page from files alone, without numpy or pycocotools. Only a result from
+before per-class AP was recorded has it recomputed from `detections/*.npz` and the annotation
+file (`recomputed_class_aps`).
 """
 
 from __future__ import annotations
@@ -37,62 +39,98 @@ esc = html.escape
 
 
 # ------------------------------------------------------------------ data from the folder
-def latency_samples(out: Path, engines: list[str]) -> dict[str, list[float]]:
-    """Raw timed samples per engine, from `<out>/<engine>.json` (the report keeps summaries),
-    read through the EngineResult record: a file that is not a result (the collector already
-    lists it as invalid) has no samples to plot."""
+def engine_results(out: Path, engines: list[str]) -> dict[str, EngineResult]:
+    """`<out>/<engine>.json` per engine, read through the EngineResult record: a file that is
+    not a result (the collector already lists it as invalid) is left out."""
     found = {}
     for name in engines:
         try:
-            r = EngineResult.from_json(json.loads((out / f"{name}.json").read_text()))
+            found[name] = EngineResult.from_json(json.loads((out / f"{name}.json").read_text()))
         except (OSError, ValueError):  # unreadable, not JSON, or not a result (RecordError)
             continue
+    return found
+
+
+def latency_samples(out: Path, engines: list[str],
+                    results: dict[str, EngineResult] | None = None) -> dict[str, list[float]]:
+    """Raw timed samples per engine from its result file (the report keeps summaries)."""
+    results = engine_results(out, engines) if results is None else results
+    found = {}
+    for name, r in results.items():
         s = r.latency_ms.samples_ms if r.latency_ms is not None else None
         if s:
             found[name] = [float(x) for x in s]
     return found
 
 
-def class_aps(out: Path, report: EvalReport | dict[str, Any]
-              ) -> tuple[dict[str, dict[int, float | None]], dict[int, str], str]:
-    """Per-class AP50-95 per engine from the saved detections; ({}, {}, why) when impossible
-    (a report copied from another machine without its annotation file, say)."""
+def class_aps(out: Path, report: EvalReport | dict[str, Any],
+              results: dict[str, EngineResult] | None = None
+              ) -> tuple[dict[str, dict[str, float | None]], str]:
+    """Per-class AP50-95 per engine, keyed by class name, as the runner recorded it from its
+    own evaluation (`metrics.per_class_ap50_95`); for a result written before that field, the
+    figure recomputed from the saved detections. ({}, why) when there is none."""
+    report = as_report(report)
+    results = engine_results(out, list(report.engines)) if results is None else results
+    aps: dict[str, dict[str, float | None]] = {}
+    older = []
+    for name, e in report.engines.items():
+        r = results.get(name)
+        recorded = r.metrics.per_class_ap50_95 if r is not None and r.metrics else None
+        if e.metrics is None:
+            continue
+        if recorded is not None:
+            aps[name] = recorded
+        else:
+            older.append(name)
+    why = ""
+    if older:
+        found, why = recomputed_class_aps(out, report, older)
+        aps.update(found)
+    return aps, why
+
+
+def recomputed_class_aps(out: Path, report: EvalReport, engines: list[str]
+                         ) -> tuple[dict[str, dict[str, float | None]], str]:
+    """Per-class AP50-95 of results written before the runner recorded it, from their saved
+    detections (numpy, pycocotools: seconds per engine); ({}, why) when impossible (a report
+    copied from another machine without its annotation file, say)."""
     from .data import Dataset
 
-    report = as_report(report)
     data = report.data
     if data is None or not data.annotations or not data.images_dir:
-        return {}, {}, "the report does not name its data"
+        return {}, "the report does not name its data"
     try:
         ds = Dataset.load(Path(data.images_dir), Path(data.annotations), data.limit)
     except Exception as e:  # the page must never cost the run its verdict
-        return {}, {}, f"data not readable here ({e})"
-    names = {int(c["id"]): str(c.get("name", c["id"])) for c in ds.coco_json.get("categories", [])}
+        return {}, f"data not readable here ({e})"
     aps = {}
-    for name, e in report.engines.items():
+    for name in engines:
         f = out / "detections" / f"{name}.npz"
-        if e.metrics is None or not f.is_file():
+        if not f.is_file():
             continue
         # pycocotools costs seconds per engine (more on full COCO): keep the answer beside the
         # detections, keyed by what it was computed from, so re-collecting does not pay again
         cache = f.with_suffix(".per_class_ap.json")
         key = {"detections_sha256": sha256_file(f), "annotations_sha256": data.annotations_sha256,
-               "image_list_sha256": data.image_list_sha256}
+               "image_list_sha256": data.image_list_sha256, "keyed_by": "class name"}
         try:
             cached = json.loads(cache.read_text()) if cache.is_file() else {}
             if cached.get("key") == key:
-                aps[name] = {int(k): v for k, v in cached["ap"].items()}
+                aps[name] = cached["ap"]
                 continue
-            import numpy as np  # only when not cached: `qparity collect` starts without numpy
+            import numpy as np  # only for an older result: `qparity collect` starts without it
 
-            from .metrics import per_class_ap  # pycocotools: only when not cached
+            from .metrics import class_keys, per_class_ap  # pycocotools: only for an older result
 
             det = np.load(f)["detections"]
-            aps[name] = per_class_ap(ds.coco_json, det, ds.image_ids)
+            by_id = per_class_ap(ds.coco_json, det, ds.image_ids)
+            cats = sorted(ds.coco_json.get("categories", []), key=lambda c: int(c["id"]))
+            keys = dict(zip((int(c["id"]) for c in cats), class_keys(cats)))
+            aps[name] = {keys[c]: v for c, v in by_id.items()}
             write_atomic(cache, json.dumps({"key": key, "ap": aps[name]}).encode())
         except Exception:
             continue
-    return aps, names, ""
+    return aps, ""
 
 
 def percentiles(values: list[float], qs: tuple[float, ...]) -> list[float]:
@@ -222,8 +260,7 @@ def map_plot(report: EvalReport) -> str:
     return svg(W, h, body, "mAP50-95 per engine and deltas against the golden engine")
 
 
-def class_plot(golden: str, aps: dict[str, dict[int, float | None]], names: dict[int, str],
-               engine: str) -> str:
+def class_plot(golden: str, aps: dict[str, dict[str, float | None]], engine: str) -> str:
     """The TOP_CLASSES classes whose AP50-95 moved most against the golden engine."""
     g, e = aps[golden], aps[engine]
     moved = sorted(((c, e[c] - g[c]) for c in g if g.get(c) is not None and e.get(c) is not None),
@@ -238,10 +275,10 @@ def class_plot(golden: str, aps: dict[str, dict[int, float | None]], names: dict
     body += x_axis(ax, top + rh * len(moved) + 4, top - 4, "Δ AP50-95 (points)")
     for i, (c, d) in enumerate(moved):
         y = top + i * rh
-        body.append(text(left - 8, y + 15, f"{names.get(c, c)}  {g[c]:.1f} → {e[c]:.1f}", "end", 11))
+        body.append(text(left - 8, y + 15, f"{c}  {g[c]:.1f} → {e[c]:.1f}", "end", 11))
         x0, x1 = sorted((ax(0), ax(d)))
         body.append(f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 1.5):.1f}" height="{rh - 8}" '
-                    f'fill="{engine_colour(engine)}"><title>{esc(str(names.get(c, c)))}: '
+                    f'fill="{engine_colour(engine)}"><title>{esc(c)}: '
                     f'{d:+.2f}</title></rect>')
         body.append(text(ax(0) + 4 if d < 0 else ax(0) - 4, y + 15, f"{d:+.2f}",
                          "start" if d < 0 else "end", 11))
@@ -382,10 +419,9 @@ def _kv(d: dict[str, Any]) -> str:
 
 
 def render(report: EvalReport | dict[str, Any], samples: dict[str, list[float]],
-           aps: dict[str, dict[int, float | None]], class_names: dict[int, str],
-           class_note: str = "") -> str:
+           aps: dict[str, dict[str, float | None]], class_note: str = "") -> str:
     """The page. `report`: the collector's dict (read here as an EvalReport, once) or the
-    record; `samples`, `aps`, `class_names`: what latency_samples and class_aps found."""
+    record; `samples`, `aps`, `class_note`: what latency_samples and class_aps found."""
     report = as_report(report)
     golden, v = report.golden, report.verdict
     model, data, proto = report.model, report.data, report.protocol or {}
@@ -396,10 +432,10 @@ def render(report: EvalReport | dict[str, Any], samples: dict[str, list[float]],
         reasons += f"<li><b class=bad>golden drift</b>: {esc(ref.note)}</li>"
     classes = ""
     if golden in aps:
-        plots = [class_plot(golden, aps, class_names, n) for n in aps if n != golden]
+        plots = [class_plot(golden, aps, n) for n in aps if n != golden]
         classes = "".join(plots) or "<p>Only the golden engine has detections.</p>"
     else:
-        classes = f"<p>Per-class AP not available: {esc(class_note or 'no golden detections')}.</p>"
+        classes = f"<p>Per-class AP not available: {esc(class_note or 'the golden engine has none')}.</p>"
     opts = engine_options(report)
     env = run_env(report)
     cpu = env_cpu(env)
@@ -447,7 +483,7 @@ speed-up is shown as indicative (~) or, where a rerun could put it on the other 
       "libraries": ", ".join(f"{k} {v}" for k, v in (env.get('libraries') or {}).items() if v)})}
 </table>
 <p class=small>Everything on this page comes from the files beside it (eval_report.json, one
-&lt;engine&gt;.json per engine with the raw latency samples, detections/*.npz).</p>
+&lt;engine&gt;.json per engine with the raw latency samples and the per-class AP).</p>
 </body></html>
 """
 
@@ -467,9 +503,10 @@ def write_report_html(out: Path, report: EvalReport | dict[str, Any]) -> Path:
     beside it."""
     out = Path(out)
     report = as_report(report)
-    samples = latency_samples(out, list(report.engines))
-    aps, names, why = class_aps(out, report)
-    page = render(report, samples, aps, names, why)
+    results = engine_results(out, list(report.engines))
+    samples = latency_samples(out, list(report.engines), results)
+    aps, why = class_aps(out, report, results)
+    page = render(report, samples, aps, why)
     path = out / HTML_NAME
     write_atomic(path, page.encode("utf-8"))
     return path

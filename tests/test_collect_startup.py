@@ -1,6 +1,6 @@
 """What keeps `qparity collect` quick to start (bench/startup.py measures it; no timing here):
-re-collecting a folder loads neither numpy nor an image, metric or engine library, and the
-stand-ins that made that possible give exactly what they replaced."""
+collecting a run's folder, the first time or again, loads neither numpy nor an image, metric or
+engine library, and the stand-ins that made that possible give exactly what they replaced."""
 
 from __future__ import annotations
 
@@ -19,18 +19,23 @@ from harness.report_html import percentiles
 HEAVY = ("numpy", "cv2", "pycocotools", "onnx", "onnxruntime", "openvino")
 
 
-def test_recollecting_loads_no_numpy_nor_heavy_library(tmp_path):
-    out = real_run(tmp_path)
+def test_collecting_a_fresh_run_loads_no_numpy_nor_heavy_library(tmp_path):
+    """The first collect after a real run (no report, no page, no cache beside it) takes the
+    per-class APs from the results the runner wrote: no numpy, no pycocotools, ever."""
+    out = real_run(tmp_path, engines=("ort-cpu", "qdq-ref"))
+    assert not (out / "eval_report.json").exists() and not (out / "report.html").exists()
     code = ("import sys, harness.cli as c\n"
             "try:\n    c.main(['collect', sys.argv[1]])\nexcept SystemExit as e:\n    code = e.code\n"
             f"print('LOADED', *[m for m in {HEAVY!r} if m in sys.modules])")
-    # the first collect computes the page's per-class APs (pycocotools, numpy) and caches them
     first = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
-    assert "pycocotools" in first.stdout.split("LOADED")[-1].split()
+    loaded = first.stdout.split("LOADED")[-1].split()
+    assert "LOADED" in first.stdout and loaded == [], f"qparity collect loads {loaded}"
     page = stamped((out / "report.html").read_text())
+    assert "qdq-ref − ort-cpu: AP50-95 per class" in page  # the classes plot, from the results
+    assert not list((out / "detections").glob("*.per_class_ap.json"))  # nothing recomputed
     again = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
     loaded = again.stdout.split("LOADED")[-1].split()
-    assert loaded == [], f"qparity collect loads {loaded}"
+    assert "LOADED" in again.stdout and loaded == [], f"qparity collect loads {loaded}"
     assert stamped((out / "report.html").read_text()) == page  # the same page, per-class APs too
 
 

@@ -3,6 +3,7 @@ from pycocotools, latency from the raw samples; and it renders in a real headles
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -94,11 +95,11 @@ def test_the_page_reads_the_report_and_results_through_their_records(run_folder,
     samples = latency_samples(out, list(report["engines"]))
     assert sorted(samples) == ["openvino", "ort-cpu", "qdq-ref"]
     assert all(len(s) == 200 for s in samples.values())
-    aps, names, why = class_aps(out, report)
-    page = render(report, samples, aps, names, why)
+    aps, why = class_aps(out, report)
+    page = render(report, samples, aps, why)
     # the record's own JSON (every field, null where unknown) gives the same page: a fact the
     # report does not know is "-" whether its key is absent or null, never "None"
-    assert render(EvalReport.from_json(report).to_json(), samples, aps, names, why) == page
+    assert render(EvalReport.from_json(report).to_json(), samples, aps, why) == page
     assert ">None<" not in page and "<td>model md5</td><td class=l>-</td>" in page
     # a file that is not an engine result has no samples to plot, whatever it holds
     bad = json.loads((out / "openvino.json").read_text())
@@ -142,13 +143,41 @@ def test_collect_command_writes_the_page_beside_the_report(run_folder, capsys):
     assert "mAP75" in capsys.readouterr().out  # --wide asked for the wide table
 
 
-def test_per_class_ap_is_cached_beside_the_detections(run_folder, monkeypatch):
+def test_the_page_takes_per_class_ap_from_the_results(run_folder, monkeypatch):
     import harness.metrics
     from harness.report_html import class_aps
 
     out, report, _ = run_folder
-    first, _, _ = class_aps(out, report)
-    assert (out / "detections" / "openvino.per_class_ap.json").is_file()
+    monkeypatch.setattr(harness.metrics, "per_class_ap",
+                        lambda *a: pytest.fail("recomputed although the results carry it"))
+    aps, why = class_aps(out, report)
+    assert why == "" and sorted(aps) == ["openvino", "ort-cpu", "qdq-ref"]
+    for engine in aps:
+        recorded = json.loads((out / f"{engine}.json").read_text())["metrics"]
+        assert aps[engine] == recorded["per_class_ap50_95"]
+    assert aps["openvino"]["class1"] == 0.0  # the dropped class, by its name
+    assert not list((out / "detections").glob("*.per_class_ap.json"))  # nothing to cache
+
+
+def test_an_older_result_has_its_per_class_ap_recomputed_and_cached(run_folder, tmp_path,
+                                                                    monkeypatch):
+    """A result written before the runner recorded per-class AP: recomputed from its
+    detections (the same figures), cached beside them, not recomputed by the next collect."""
+    import shutil
+
+    import harness.metrics
+    from harness.report_html import class_aps
+
+    src, report, _ = run_folder
+    out = tmp_path / "results"
+    shutil.copytree(src, out)
+    r = json.loads((out / "openvino.json").read_text())
+    recorded = r["metrics"].pop("per_class_ap50_95")
+    (out / "openvino.json").write_text(json.dumps(r))
+    first, why = class_aps(out, report)
+    assert why == "" and first["openvino"] == recorded
+    assert [f.name for f in (out / "detections").glob("*.per_class_ap.json")] == [
+        "openvino.per_class_ap.json"]
     monkeypatch.setattr(harness.metrics, "per_class_ap",
                         lambda *a: pytest.fail("recomputed although nothing changed"))
     assert class_aps(out, report)[0] == first

@@ -154,7 +154,7 @@ def test_html_page_renders_engines_that_did_not_run():
     from harness.report_html import render as render_html
 
     rep = report(noisy=True)
-    page = render_html(rep, samples={}, aps={}, class_names={}, class_note="data not readable here")
+    page = render_html(rep, samples={}, aps={}, class_note="data not readable here")
     assert "unavailable" in page and "pip install &#x27;qparity[tensorrt]&#x27;" in page
     assert "Per-class AP not available: data not readable here" in page
     assert "No latency samples" in page and "noisy" in page
@@ -222,7 +222,7 @@ def test_the_caption_lists_only_settings_away_from_their_default(tmp_path):
     assert "LP_TRANSFORMS_MODE=NO" in text and "intra_op_allow_spinning=0" in text
     assert "PERFORMANCE_HINT" not in text and "INFERENCE_NUM_THREADS" not in text
     # the HTML page keeps every setting, defaults included, and names the changed ones
-    page = render_html(settings_report(changed), samples={}, aps={}, class_names={}, class_note="-")
+    page = render_html(settings_report(changed), samples={}, aps={}, class_note="-")
     assert "PERFORMANCE_HINT=LATENCY" in page and "LP_TRANSFORMS_MODE=NO" in page
     assert "openvino not at default" in page and "graph_optimization_level=ORT_ENABLE_ALL" in page
 
