@@ -8,8 +8,9 @@ collect figure includes its real work on a small folder (reading the results, ga
 eval_report.json and report.html); without --results a folder is made once with `qparity demo`
 on 8 images (a minute). --fresh times the first `collect` after a run: before each run
 (the warm-up too) it removes what an earlier collect left beside the results (the report,
-report.html, per-class AP caches under detections/). --imports also lists which heavy modules each command's module loads
-(`collect`, `nightly` and `history` must load neither cv2 nor pycocotools).
+report.html, per-class AP caches under detections/). --imports also lists which heavy modules
+each command's module loads (`collect`, `nightly` and `history` must load neither cv2 nor
+pycocotools).
 
 The children run without PYTHONDONTWRITEBYTECODE, as an installed qparity does (its .pyc files
 are written once, by the warm-up); with it set, every start compiles qparity's modules again
