@@ -18,7 +18,7 @@ executed int8 compute op), so older results still read.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +38,40 @@ class ExecutedOp:
 @dataclass(frozen=True)
 class FileOps:
     """The file's compute ops by node name: quantized (weight through a DequantizeLinear) or
-    float. `quantized_count` counts every quantized op, unnamed or duplicate names included
-    (those can never be matched and show as `quantized_not_seen`)."""
+    float, and the tensors they write (an engine may name an executed op after its output).
+    `quantized_count` counts every quantized op, unnamed or duplicate names included (those
+    can never be matched and show as `quantized_not_seen`)."""
 
     quantized: frozenset[str]
     kept_float: frozenset[str]
     quantized_count: int
+    outputs: dict[str, str] = field(default_factory=dict)  # tensor -> compute op writing it
 
     @classmethod
-    def from_names(cls, quantized: list[str], kept_float: list[str]) -> FileOps:
-        seen = Counter(quantized + kept_float)
+    def from_nodes(cls, quantized: list[Any], kept_float: list[Any]) -> FileOps:
+        seen = Counter(n.name for n in quantized + kept_float)
         unique = {n for n, k in seen.items() if n and k == 1}  # a name used twice identifies nothing
-        return cls(frozenset(unique & set(quantized)), frozenset(unique & set(kept_float)),
-                   len(quantized))
+        outputs = {t: n.name for n in quantized + kept_float if n.name in unique for t in n.output}
+        return cls(frozenset(unique & {n.name for n in quantized}),
+                   frozenset(unique & {n.name for n in kept_float}), len(quantized),
+                   {t: n for t, n in outputs.items() if t and t not in unique})
 
     @classmethod
     def of_model(cls, path: Path) -> FileOps:
-        from .modelinfo import compute_op_names
+        from .modelinfo import file_compute_ops
 
-        return cls.from_names(*compute_op_names(path))
+        return cls.from_nodes(*file_compute_ops(path))
 
 
 def file_node(op: ExecutedOp, file: FileOps) -> str | None:
-    """The one compute op of the file this executed op runs, None when its names give none
-    or several."""
-    hits = {n for n in (op.name, *op.sources) if n in file.quantized or n in file.kept_float}
+    """The one compute op of the file this executed op runs (a name given is that op's node
+    name or the tensor it writes), None when its names give none or several."""
+    hits = set()
+    for n in (op.name, *op.sources):
+        if n in file.quantized or n in file.kept_float:
+            hits.add(n)
+        elif n in file.outputs:
+            hits.add(file.outputs[n])
     return hits.pop() if len(hits) == 1 else None
 
 

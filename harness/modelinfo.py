@@ -53,14 +53,12 @@ def split_compute_ops(graph: Any) -> tuple[list[Any], list[Any]]:
     return quantized, [n for n in compute if not (len(n.input) > 1 and n.input[1] in dq_outputs)]
 
 
-def compute_op_names(path: Path) -> tuple[list[str], list[str]]:
-    """The node names of the file's quantized compute ops and of its float ones (what the
-    executed-precision census matches an engine's executed ops against; "" for an unnamed
-    node). Weights are not loaded."""
+def file_compute_ops(path: Path) -> tuple[list[Any], list[Any]]:
+    """split_compute_ops of the file at `path` (what the executed-precision census matches an
+    engine's executed ops against, by node and output names). Weights are not loaded."""
     import onnx
 
-    quantized, kept_float = split_compute_ops(onnx.load(str(path), load_external_data=False).graph)
-    return [n.name for n in quantized], [n.name for n in kept_float]
+    return split_compute_ops(onnx.load(str(path), load_external_data=False).graph)
 
 
 def _dims(value_info: Any) -> list[int | str]:

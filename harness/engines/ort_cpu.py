@@ -55,16 +55,17 @@ def predicted_float_convs(facts: ModelFacts) -> list[str]:
     return [c for c in facts.quantized_convs if c not in int8]
 
 
-# Graph::GenerateNodeName: a node ONNX Runtime's optimizer puts in place of another (the
-# QLinearConv of a fused DQ -> Conv -> Q) is named after it plus "_token_<n>" (measured:
-# bench/ort_int8_cause.py's nets and the demo, onnxruntime 1.31). Any other rename (NCHWc's
-# "<output>_nchwc" on float models) is left unmatched by the census, not guessed.
-_TOKEN = re.compile(r"(?:_token_\d+)+$")
+# How ONNX Runtime's optimizer names a node it puts in place of others (measured on
+# bench/ort_int8_cause.py's nets and the demo, onnxruntime 1.31): the QLinearConv of a fused
+# DQ -> Conv -> Q is the Conv's name plus "_token_<n>" (Graph::GenerateNodeName); an NCHWc
+# convolution is the tensor it replaces plus "_nchwc" (the Conv's output, or its fused
+# activation's, which the census leaves unmatched rather than guess).
+_RENAMED = re.compile(r"(?:_token_\d+)+$|_nchwc$")
 
 
 def original_names(name: str) -> tuple[str, ...]:
-    """The name of the file node an optimized node replaced, when its name says so."""
-    stripped = _TOKEN.sub("", name)
+    """The file node (or tensor) an optimized node replaced, when its name says so."""
+    stripped = _RENAMED.sub("", name)
     return (stripped,) if stripped and stripped != name else ()
 
 
