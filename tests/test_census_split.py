@@ -179,3 +179,13 @@ def test_tensorrt_layers_match_by_name_parts_and_onnx_metadata():
 def test_an_older_census_reads_as_before():
     assert ratio_text({"int8_compute_ops": 18, "compute_ops": 59}, 42) == "18/42"
     assert ratio_text(None, 42) == "-"
+
+
+def test_the_recipe_matrix_cell_shows_the_split():
+    from harness.recipes import cell_texts
+
+    base = {"ran": True, "status": "pass", "map50_95": 75.04, "delta_map50_95": 0.0,
+            "quantized_in_file": 42, "latency_median_ms": 12.3, "int8_ran": 18}
+    split = {**base, "int8_of_quantized": 9, "int8_added_by_engine": 9}
+    assert "9/42 +9" in cell_texts({"cells": {"ort-cpu": split}}, "ort-cpu")[0]
+    assert "18/42" in cell_texts({"cells": {"ort-cpu": base}}, "ort-cpu")[0]  # an older result
