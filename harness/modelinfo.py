@@ -44,6 +44,23 @@ class ModelInfo:
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
 
+def split_compute_ops(graph: Any) -> tuple[list[Any], list[Any]]:
+    """The graph's compute ops (COMPUTE_OPS, top level) in two lists, in graph order: those
+    whose weight comes through a DequantizeLinear (quantized in the file), and the others."""
+    dq_outputs = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    compute = [n for n in graph.node if n.op_type in COMPUTE_OPS]
+    quantized = [n for n in compute if len(n.input) > 1 and n.input[1] in dq_outputs]
+    return quantized, [n for n in compute if not (len(n.input) > 1 and n.input[1] in dq_outputs)]
+
+
+def file_compute_ops(path: Path) -> tuple[list[Any], list[Any]]:
+    """split_compute_ops of the file at `path` (what the executed-precision census matches an
+    engine's executed ops against, by node and output names). Weights are not loaded."""
+    import onnx
+
+    return split_compute_ops(onnx.load(str(path), load_external_data=False).graph)
+
+
 def _dims(value_info: Any) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
             for d in value_info.type.tensor_type.shape.dim]
@@ -132,9 +149,8 @@ def inspect_model(path: Path, size: int) -> ModelInfo:
         raise QParityError(f"output {g.output[0].name!r} has shape {out_shape}; expected "
                            f"[1, N, 5+nc] raw predictions (no NMS in the graph)", path)
     ops = Counter(n.op_type for n in g.node)
-    dq_outputs = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
-    compute = [n for n in g.node if n.op_type in COMPUTE_OPS]
-    quantized = [n for n in compute if len(n.input) > 1 and n.input[1] in dq_outputs]
+    quantized, kept_float = split_compute_ops(g)
+    compute = quantized + kept_float
     md5 = md5_file(path)
     sha256, external = model_digest(path, external_files(model, path))
     return ModelInfo(

@@ -20,7 +20,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .census import ratio_text
+from .census import has_split, int8_of_file_at_most, ratio_text
 from .emulate import ACCURACY_ONLY
 from .records.report import EngineEntry, EvalReport
 from .records.result import Emulation
@@ -64,10 +64,33 @@ def _num(v: Any, fmt: str = "{:.2f}", style: str = "") -> Text:
 
 
 def mostly_float(name: str, e: EngineEntry) -> bool:
-    """Fewer than half of the file's quantized compute ops really ran in int8."""
+    """Fewer than half of the file's quantized compute ops really ran in int8 (counting the
+    int8 ops the census could not match as the file's: never flagged on a guess; an older
+    census, without the split, counts every int8 op)."""
     reference = e.status == "reference"  # float by design
     return (bool(e.census) and not reference
-            and e.census["int8_compute_ops"] * 2 < (e.quantized_in_file or 0))
+            and int8_of_file_at_most(e.census) * 2 < (e.quantized_in_file or 0))
+
+
+def int8_legend(engines: dict[str, EngineEntry]) -> str:
+    """The legend line of the 'int8 ran' cell, for the census forms and markers in use."""
+    censuses = [e.census for e in engines.values() if e.census and not e.model_note]
+    split = [c for c in censuses if has_split(c)]
+    if split:
+        line = ("int8 ran: the file's quantized compute ops that ran in int8 / ops quantized in "
+                "the file (matched by node name)")
+    else:
+        line = "int8 ran: compute ops that really ran in int8 / ops quantized in the file"
+    if len(split) < len(censuses) and split:
+        line += ("; a result without the split (older) shows every int8 op it ran / ops "
+                 "quantized in the file")
+    if any(c.get("int8_added_by_engine") for c in split):
+        line += ("; +N: N compute ops float in the file that the engine quantized itself and ran "
+                 "in int8 (arithmetic the file does not contain)")
+    if any(c.get("unmatched_int8") for c in split):
+        line += ("; ?N: N int8 ops the census could not match to one node of the file (the "
+                 "file's or the engine's own)")
+    return line
 
 
 def speedup_cell(e: EngineEntry) -> Text:
@@ -192,7 +215,7 @@ def legend(report: EvalReport | dict[str, Any], wide: bool = False) -> list[str]
     if any(e.speedup_confidence in ("noisy", "indicative") for e in engines.values()):
         lines.append(f"noisy: a latency spread over {pct} makes a rerun able to flip this "
                      f"speed-up; ~x: its direction holds, its size does not.")
-    lines.append("int8 ran: compute ops that really ran in int8 / ops quantized in the file"
+    lines.append(int8_legend(engines)
                  + ("; yellow: under half ran in int8 (mostly float)." if any(
                      mostly_float(n, e) for n, e in engines.items()) else "."))
     if any(e.model_note for e in engines.values()):

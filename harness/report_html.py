@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .census import ratio_text
+from .census import has_split, ratio_text
 from .fileio import sha256_file, write_atomic
 from .palette import engine_colour
 from .records.report import EngineEntry, EvalReport
@@ -384,23 +384,50 @@ def results_table(report: EvalReport) -> str:
             + "</tr>" + "".join(rows) + "</table></div>")
 
 
+def _names(c: dict[str, Any], key: str, count: int) -> str:
+    """A census list of names (at most MAX_LISTED kept), and how many more it counted."""
+    listed = c.get(key) or []
+    more = count - len(listed)
+    return (esc(", ".join(listed)) or "-") + (f" … and {more} more" if more > 0 else "")
+
+
 def census_table(report: EvalReport) -> str:
+    """Per engine: the file's quantized ops split by how they ran, the float ops the engine
+    quantized itself, what could not be matched; an older census (no split) as it was."""
     rows = []
     for name, e in report.engines.items():
         c = e.census  # free-form: its keys are harness/census.py's
         if not c:
-            rows.append(f"<tr><td>{esc(name)}</td><td colspan=4 class=l>no census (engine did not "
+            rows.append(f"<tr><td>{esc(name)}</td><td colspan=7 class=l>no census (engine did not "
                         f"run or does not report one)</td></tr>")
             continue
-        floats = ", ".join(c.get("float_ops") or [])
-        more = c.get("float_compute_ops", 0) - len(c.get("float_ops") or [])
-        rows.append(
-            f"<tr><td>{esc(name)}</td><td>{c['int8_compute_ops']} / {_or(e.quantized_in_file, '?')}</td>"
-            f"<td>{c['compute_ops']}</td><td class=l>{esc(c.get('source', ''))}</td>"
-            f"<td class='l small'>{esc(floats) or '-'}{f' … and {more} more' if more > 0 else ''}</td></tr>")
-    return ("<table><tr><th>engine</th><th>int8 ran / quantized in file</th><th>compute ops</th>"
-            "<th class=l>source</th><th class=l>compute ops that ran in float</th></tr>"
-            + "".join(rows) + "</table>")
+        q = _or(e.quantized_in_file, "?")
+        src = f"<td class=l>{esc(c.get('source', ''))}</td>"
+        if has_split(c):
+            added, unmatched = c.get("int8_added_by_engine", 0), c.get("unmatched", 0)
+            nfloat, unseen = c.get("float_of_quantized", 0), c.get("quantized_not_seen", 0)
+            added_cell = f"{added}: {_names(c, 'added_by_engine_ops', added)}" if added else "0"
+            unmatched_cell = (f"{unmatched} ({c.get('unmatched_int8', 0)} int8): "
+                              f"{_names(c, 'unmatched_ops', unmatched)}" if unmatched else "0")
+            if unseen:
+                unmatched_cell += f"; {unseen} quantized op(s) of the file not seen"
+            rows.append(
+                f"<tr><td>{esc(name)}</td><td>{c['int8_of_quantized']} / {q}</td>"
+                f"<td class='l small'>{nfloat}: {_names(c, 'float_of_quantized_ops', nfloat)}</td>"
+                f"<td class='l small{' warn' if added else ''}'>{added_cell}</td>"
+                f"<td class='l small'>{unmatched_cell}</td>"
+                f"<td>{c['compute_ops']}</td>{src}</tr>")
+        else:
+            floats = _names(c, "float_ops", c.get("float_compute_ops", 0))
+            rows.append(
+                f"<tr><td>{esc(name)}</td><td>{c['int8_compute_ops']} / {q} (every int8 op; "
+                f"recorded before the split)</td><td class='l small'>every float op: {floats}</td><td>-</td>"
+                f"<td>-</td><td>{c['compute_ops']}</td>{src}</tr>")
+    return ("<table><tr><th>engine</th><th>file's quantized ops run in int8 / quantized in file</th>"
+            "<th class=l>file's quantized ops run in float</th>"
+            "<th class=l>float in the file, int8 as run (quantized by the engine)</th>"
+            "<th class=l>unmatched to the file's nodes</th><th>compute ops</th>"
+            "<th class=l>source</th></tr>" + "".join(rows) + "</table>")
 
 
 def _or(v: Any, default: Any) -> Any:

@@ -263,3 +263,77 @@ def test_a_real_run_with_an_engine_option_shows_it_and_only_it(tmp_path, monkeyp
     # --threads 1 is off the default on a machine with more CPUs, and then listed as such
     assert "not at their default" in plain.stdout or len(__import__("os").sched_getaffinity(0)) == 1
     assert "LP_TRANSFORMS_MODE" not in plain.stdout and "PERFORMANCE_HINT" not in plain.stdout
+
+
+# ----------------------------------------------------------------------------- census split
+def split_census(int8_q, float_q, added, quantized=42, unmatched_int8=0):
+    """A census matched against the file (harness/census.py split_by_file's keys)."""
+    return {"source": "test", "compute_ops": 59, "int8_compute_ops": int8_q + added + unmatched_int8,
+            "float_compute_ops": 59 - int8_q - added - unmatched_int8, "float_ops": [],
+            "quantized_in_file": quantized, "int8_of_quantized": int8_q,
+            "float_of_quantized": float_q, "float_of_quantized_ops": ["/f4/cv1/conv/Conv"],
+            "int8_added_by_engine": added, "added_by_engine_ops": ["/f4/out/conv/Conv"][:added],
+            "float_of_float": 17 - added, "unmatched": unmatched_int8,
+            "unmatched_int8": unmatched_int8, "unmatched_ops": ["x_token_9"][:unmatched_int8],
+            "quantized_not_seen": quantized - int8_q - float_q}
+
+
+def split_report(unmatched_int8=0):
+    rep = report()
+    e = rep["engines"]
+    e["ort-cpu"]["census"] = split_census(9, 33, 9, unmatched_int8=unmatched_int8)
+    e["openvino"]["census"] = split_census(42, 0, 0)
+    e["qdq-ref"]["census"] = split_census(0, 42, 0)
+    for v in e.values():
+        v["quantized_in_file"] = 42
+    return rep
+
+
+def test_int8_ran_counts_the_files_ops_and_marks_what_the_engine_added():
+    text = render(split_report(), 80)
+    assert "…" not in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for cell in ("9/42 +9", "42/42", "0/42"):
+        assert cell in text, cell
+    assert "18/42" not in text  # the old figure mixed the file's ops with ORT's own
+    flat = " ".join(text.split())
+    assert "int8 ran: the file's quantized compute ops that ran in int8 / ops quantized" in flat
+    assert "+N: N compute ops float in the file that the engine quantized itself" in flat
+    assert "yellow: under half ran in int8" in flat  # 9 of 42
+    assert "?N" not in flat
+
+
+def test_unmatched_int8_ops_are_shown_and_never_make_a_row_mostly_float_on_a_guess():
+    rep = split_report(unmatched_int8=14)
+    text = render(rep, 80)
+    assert "9/42 +9 ?14" in text and max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert "?N: N int8 ops the census could not match" in " ".join(text.split())
+    from harness.report import mostly_float
+
+    rec = EvalReport.from_json(rep)
+    assert not mostly_float("ort-cpu", rec.engines["ort-cpu"])  # 9 + 14 unmatched >= 21
+    assert mostly_float("ort-cpu", EvalReport.from_json(split_report()).engines["ort-cpu"])
+
+
+def test_older_results_read_as_before_beside_new_ones():
+    rep = split_report()
+    rep["engines"]["openvino"]["census"] = {"int8_compute_ops": 42, "compute_ops": 59}
+    flat = " ".join(render(rep, 80).split())
+    assert "42/42" in flat and "9/42 +9" in flat
+    assert "a result without the split (older) shows every int8 op it ran" in flat
+    old = " ".join(render(report(), 80).split())  # no split anywhere: today's legend, cells
+    assert "int8 ran: compute ops that really ran in int8 / ops quantized in the file" in old
+    assert "18/59" in old and "+N" not in old
+
+
+def test_report_html_census_table_shows_the_split():
+    from harness.report_html import census_table
+
+    rep = split_report()
+    rep["engines"]["openvino"]["census"] = {"source": "old", "int8_compute_ops": 42, "compute_ops": 59,
+                                            "float_compute_ops": 17, "float_ops": ["a", "b"]}
+    html = census_table(EvalReport.from_json(rep))
+    assert "float in the file, int8 as run (quantized by the engine)" in html
+    row = html.split("<tr><td>ort-cpu</td>")[1].split("</tr>")[0]
+    assert "<td>9 / 42</td>" in row and "9: /f4/out/conv/Conv" in row and "33: /f4/cv1/conv/Conv" in row
+    old = html.split("<tr><td>openvino</td>")[1].split("</tr>")[0]
+    assert "42 / 42 (every int8 op; recorded before the split)" in old and "a, b … and 15 more" in old

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..census import ExecutedOp, summarize
+from ..census import ExecutedOp, FileOps, summarize
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .rules import Finding, ModelFacts
 
@@ -156,9 +156,13 @@ class OpenVinoEngine(Engine):
         return ops
 
     def census(self) -> dict[str, Any] | None:
-        ops = [ExecutedOp(o["name"], o["type"], o["precision"].lower() in INT8_PRECISIONS)
+        # originalLayersNames: the source model's nodes a runtime node was fused from (its
+        # friendly name is OpenVINO's own, e.g. "<conv>/WithoutBiases")
+        ops = [ExecutedOp(o["name"], o["type"], o["precision"].lower() in INT8_PRECISIONS,
+                          tuple(n for n in o["original"].split(",") if n))
                for o in self.runtime_ops() if o["type"] in COMPUTE_LAYERS]
-        return summarize(ops, "openvino runtime model (runtimePrecision)")
+        return summarize(ops, "openvino runtime model (runtimePrecision)",
+                         FileOps.of_model(self.model_path))
 
     def close(self) -> None:
         self.request = self.compiled = self._shared_src = None

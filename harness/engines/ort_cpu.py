@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..census import ExecutedOp, summarize
+from ..census import ExecutedOp, FileOps, summarize
 from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .rules import Finding, ModelFacts
 
@@ -52,6 +53,20 @@ def predicted_float_convs(facts: ModelFacts) -> list[str]:
     """The convolutions quantized in the file that ONNX Runtime will run in float."""
     int8 = set(predicted_int8_convs(facts))
     return [c for c in facts.quantized_convs if c not in int8]
+
+
+# How ONNX Runtime's optimizer names a node it puts in place of others (measured on
+# bench/ort_int8_cause.py's nets and the demo, onnxruntime 1.31): the QLinearConv of a fused
+# DQ -> Conv -> Q is the Conv's name plus "_token_<n>" (Graph::GenerateNodeName); an NCHWc
+# convolution is the tensor it replaces plus "_nchwc" (the Conv's output, or its fused
+# activation's, which the census leaves unmatched rather than guess).
+_RENAMED = re.compile(r"(?:_token_\d+)+$|_nchwc$")
+
+
+def original_names(name: str) -> tuple[str, ...]:
+    """The file node (or tensor) an optimized node replaced, when its name says so."""
+    stripped = _RENAMED.sub("", name)
+    return (stripped,) if stripped and stripped != name else ()
 
 
 class OrtCpuEngine(Engine):
@@ -200,9 +215,10 @@ class OrtCpuEngine(Engine):
             so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
             ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
             graph = onnx.load(so.optimized_model_filepath, load_external_data=False).graph
-        ops = [ExecutedOp(n.name, n.op_type, n.op_type in INT8_OPS) for n in graph.node
-               if n.op_type in INT8_OPS | FLOAT_COMPUTE_OPS]
-        return summarize(ops, f"onnxruntime optimized graph ({self.graph_opt_level})")
+        ops = [ExecutedOp(n.name, n.op_type, n.op_type in INT8_OPS, original_names(n.name))
+               for n in graph.node if n.op_type in INT8_OPS | FLOAT_COMPUTE_OPS]
+        return summarize(ops, f"onnxruntime optimized graph ({self.graph_opt_level})",
+                         FileOps.of_model(self.model_path))
 
     def close(self) -> None:
         self.session = None

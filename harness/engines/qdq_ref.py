@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..census import ExecutedOp, summarize
+from ..census import ExecutedOp, FileOps, summarize
 from .ort_cpu import FLOAT_COMPUTE_OPS, OrtCpuEngine
 from .rules import Finding, ModelFacts
 
@@ -38,4 +38,5 @@ class QdqReferenceEngine(OrtCpuEngine):
 
         graph = onnx.load(str(self.model_path), load_external_data=False).graph
         ops = [ExecutedOp(n.name, n.op_type, False) for n in graph.node if n.op_type in FLOAT_COMPUTE_OPS]
-        return summarize(ops, "qdq-ref runs every compute op in float by construction")
+        return summarize(ops, "qdq-ref runs every compute op in float by construction",
+                         FileOps.of_model(self.model_path))

@@ -27,6 +27,7 @@ from .base import Engine, EngineConfig, EngineFailure, EngineUnavailable
 from .rules import Finding, ModelFacts
 from .trt.build import (BuildError, ParserRefusal, build_plan, gc_paused, make_logger,
                         parse_onnx)
+from ..census import FileOps
 from ..fileio import sha256_file
 from .trt.cache import CacheDecision, CacheKeyFields, PlanCache, TimingCacheFile
 from .trt.census import CensusUnavailable, census_from_inspector
@@ -138,7 +139,7 @@ class TensorRtEngine(Engine):
         from cuda.bindings import runtime as cudart
 
         self.trt, self.cudart = trt, cudart
-        model = Path(model)
+        model = self.model_path = Path(model)
         try:
             self.session = CudaSession(cudart, self.run_settings.device)
             self.identity = cuda_device_identity(cudart, self.run_settings.device)
@@ -369,7 +370,7 @@ class TensorRtEngine(Engine):
                 inspector.execution_context = self.context
             with gc_paused():
                 info = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
-            return census_from_inspector(info)
+            return census_from_inspector(info, FileOps.of_model(self.model_path))
         except CensusUnavailable as e:
             return {"source": "tensorrt engine inspector", "unavailable": str(e)}
         except Exception as e:  # best effort: a census failure must not fail the run

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from ...census import ExecutedOp, summarize
+from ...census import ExecutedOp, FileOps, summarize
 
 SOURCE = "tensorrt engine inspector"
 COMPUTE_PARAMETER_TYPES = {"Convolution", "Deconvolution", "MatrixMultiply", "FullyConnected",
@@ -74,6 +74,17 @@ def is_opaque_layer(layer: dict[str, Any]) -> bool:
             or "ForeignNode" in str(layer.get("Name", "")))
 
 
+_ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]*)\]")
+
+
+def source_names(layer: dict[str, Any]) -> tuple[str, ...]:
+    """The ONNX nodes a fused layer came from, as the inspector names them: the parts of its
+    name joined by " + ", and the "[ONNX Layer: <node>]" entries of its "Metadata"."""
+    parts = [p for p in str(layer.get("Name", "")).split(" + ") if p]
+    parts += _ONNX_LAYER.findall(str(layer.get("Metadata", "")))
+    return tuple(dict.fromkeys(parts))
+
+
 def executed_ops(layers: list[dict[str, Any]]) -> list[ExecutedOp]:
     """The compute layers TensorRT runs, each marked int8 when its first input is int8."""
     ops = []
@@ -83,13 +94,15 @@ def executed_ops(layers: list[dict[str, Any]]) -> list[ExecutedOp]:
         inputs = layer.get("Inputs") or []
         precision = tensor_precision(inputs[0]) if inputs else "unknown"
         op_type = str(layer.get("ParameterType") or layer.get("LayerType") or "?")
-        ops.append(ExecutedOp(str(layer.get("Name", "?")), op_type, precision == "int8"))
+        ops.append(ExecutedOp(str(layer.get("Name", "?")), op_type, precision == "int8",
+                              source_names(layer)))
     return ops
 
 
-def census_from_inspector(info: str | dict[str, Any]) -> dict[str, Any]:
-    """The shared census summary (harness.census) plus what only TensorRT reports: the
-    opaque Myelin layers, whose contents cannot be counted."""
+def census_from_inspector(info: str | dict[str, Any], file: FileOps | None = None) -> dict[str, Any]:
+    """The shared census summary (harness.census; matched against the file's compute ops when
+    `file` is given) plus what only TensorRT reports: the opaque Myelin layers, whose contents
+    cannot be counted (the file's ops inside them are `quantized_not_seen`)."""
     data = json.loads(info) if isinstance(info, str) else info
     layers = data.get("Layers") if isinstance(data, dict) else None
     if not isinstance(layers, list):
@@ -97,7 +110,7 @@ def census_from_inspector(info: str | dict[str, Any]) -> dict[str, Any]:
     if layers and not isinstance(layers[0], dict):
         raise CensusUnavailable("inspector gave layer names only: the engine was not built "
                                 "with ProfilingVerbosity.DETAILED")
-    census = summarize(executed_ops(layers), SOURCE)
+    census = summarize(executed_ops(layers), SOURCE, file)
     census["opaque_layers"] = [str(ly.get("Name", "?")) for ly in layers if is_opaque_layer(ly)]
     census["engine_layers"] = len(layers)
     census["inspector_schema"] = schema_of(data)
