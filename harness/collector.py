@@ -26,8 +26,8 @@ from .records.base import RecordError, dig
 from .records.preflight import PREFLIGHT_NAME, PreflightVerdict, read_preflight
 from .records.report import (REPORT_NAME, EngineEntry, EvalReport, ReferenceSummary,  # noqa: F401
                              ReportLatency, SkippedFile, read_report)  # (REPORT_NAME, read_report: re-exported)
-from .records.result import EngineResult, Metrics, ModelFacts
-from .results import METRIC_KEYS as METRIC_NAMES, expected_protocol, read_result
+from .records.result import COCO_METRICS, EngineResult, Metrics, ModelFacts
+from .results import expected_protocol, read_result
 from .rundir import RUN_NAME, read_run
 from .stability import annotate as annotate_latency
 
@@ -172,7 +172,7 @@ def engine_entry(name: str, r: EngineResult, golden: EngineResult | None,
     m = r.metrics
     entry = EngineEntry.sparse(
         status="error", reason=r.reason,
-        metrics=Metrics.sparse(**{k: getattr(m, k) for k in METRIC_NAMES}) if m else None,
+        metrics=Metrics.sparse(**{k: getattr(m, k) for k in COCO_METRICS}) if m else None,
         images=m.images if m else None, detections=m.detections if m else None,
         delta_map50_95=None, latency_ms=report_latency(r), speedup_vs_golden=None,
         engine=r.engine_info, census=r.census, eval_timing=r.eval_timing, env=r.env,

@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-METRIC_NAMES = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
+from .records.result import COCO_METRICS
 
 
 def coco_from_dict(coco_json: dict[str, Any]) -> COCO:
@@ -88,9 +88,9 @@ def evaluate(coco_json: dict[str, Any], detections: np.ndarray, image_ids: list[
         if len(detections):
             ev.summarize()
     if len(detections) == 0:
-        result.update({k: 0.0 for k in METRIC_NAMES})
+        result.update({k: 0.0 for k in COCO_METRICS})
     else:
-        for name, value in zip(METRIC_NAMES, (ev.stats[i] for i in (0, 1, 2, 3, 4, 5))):
+        for name, value in zip(COCO_METRICS, (ev.stats[i] for i in (0, 1, 2, 3, 4, 5))):
             result[name] = None if value < 0 else round(float(value) * 100, 4)
     result["per_class_ap50_95"] = class_aps(ev, gt)
     return result

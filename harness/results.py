@@ -17,7 +17,6 @@ from .records.result import STATUSES, EngineResult  # noqa: F401  (STATUSES: re-
 RESULT_SCHEMA = EngineResult.VERSION
 # Protocol fields no result file may move: the gate is the locked protocol's, never a file's.
 GATE_FIELDS = ("version", "golden", "tolerance_map50_95")
-METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
 
 
 def result_path(out: Path, engine: str) -> Path:

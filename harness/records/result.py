@@ -67,6 +67,10 @@ class DataManifest(Section):
     num_classes: int | None = None
 
 
+# pycocotools' first six statistics, in its order (harness/metrics.py), as Metrics names them.
+COCO_METRICS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
+
+
 @dataclass
 class Metrics(Section):
     """COCO metrics from pycocotools, in points (0..100); null where pycocotools cannot define
@@ -192,5 +196,5 @@ class EngineResult(Record):
     cached_from: str | None = doc("the demo's cache file this result was read from")
 
 
-__all__ = ["DataManifest", "Emulation", "EngineResult", "Latency", "LatencyStats", "Metrics",
+__all__ = ["COCO_METRICS", "DataManifest", "Emulation", "EngineResult", "Latency", "LatencyStats", "Metrics",
            "ModelFacts", "ResultMetrics", "STATUSES", "Spinning", "Status"]
