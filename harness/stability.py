@@ -35,23 +35,12 @@ from typing import Any
 SPREAD_THRESHOLD = 0.20
 
 
-def _get(obj: Any, key: str) -> Any:
-    """A figure of a latency summary or report entry, typed (records) or as read (a dict)."""
-    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-
-def _put(obj: Any, key: str, value: Any) -> None:
-    if isinstance(obj, dict):
-        obj[key] = value
-    else:
-        setattr(obj, key, value)
-
-
 def spread(lat: Any) -> float | None:
-    """P95 / median - 1 of a latency summary, or None without both figures."""
-    if not lat or not _get(lat, "median") or _get(lat, "p95") is None:
+    """P95 / median - 1 of a latency summary (a record's LatencyStats), or None without both
+    figures."""
+    if lat is None or not lat.median or lat.p95 is None:
         return None
-    return round(_get(lat, "p95") / _get(lat, "median") - 1, 4)
+    return round(lat.p95 / lat.median - 1, 4)
 
 
 def is_stable(lat: Any, threshold: float = SPREAD_THRESHOLD) -> bool | None:
@@ -75,15 +64,15 @@ def speedup_confidence(speedup: float | None, engine_lat: Any, golden_lat: Any,
 
 def annotate(entries: dict[str, Any], golden: str, threshold: float = SPREAD_THRESHOLD) -> None:
     """Add the stability of each engine's latency and of its speed-up to the report entries
-    (EngineEntry records, or their dicts as a report holds them)."""
-    golden_lat = _get(entries[golden], "latency_ms") if golden in entries else None
+    (EngineEntry records)."""
+    golden_lat = entries[golden].latency_ms if golden in entries else None
     for name, e in entries.items():
-        lat = _get(e, "latency_ms")
-        if not lat:
+        lat = e.latency_ms
+        if lat is None:
             continue
-        _put(lat, "spread", spread(lat))
-        _put(lat, "stable", is_stable(lat, threshold))
-        _put(lat, "stability_rule", f"P95/median - 1 <= {threshold}")
+        lat.spread = spread(lat)
+        lat.stable = is_stable(lat, threshold)
+        lat.stability_rule = f"P95/median - 1 <= {threshold}"
         # the golden engine's 1.00x is a definition, not a measurement: nothing to qualify
-        _put(e, "speedup_confidence", None if name == golden else speedup_confidence(
-            _get(e, "speedup_vs_golden"), lat, golden_lat, threshold))
+        e.speedup_confidence = None if name == golden else speedup_confidence(
+            e.speedup_vs_golden, lat, golden_lat, threshold)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from harness.records.base import RecordError
 from harness.records.report import EvalReport
+from harness.records.result import LatencyStats
 from harness.report import choose_table, engine_table, print_report
 from harness.stability import SPREAD_THRESHOLD, annotate, is_stable, speedup_confidence, spread
 
@@ -26,6 +27,17 @@ def entry(status, m, delta, dref, median, p95, int8=18, in_file=59, settings=Non
             "census": None if int8 is None else {"int8_compute_ops": int8, "compute_ops": in_file},
             "quantized_in_file": in_file,
             "engine": {"settings": settings or {}}}
+
+
+def annotated(rep):
+    """`rep` with the latency stability the collector adds (stability.annotate, on the record)."""
+    rec = EvalReport.from_json(rep)
+    annotate(rec.engines, "ort-cpu")
+    return rec.to_json(omit_absent=True)
+
+
+def lat(median, p95):
+    return LatencyStats(median=median, p95=p95)
 
 
 def report_of(engines, **fields):
@@ -54,8 +66,7 @@ def report(noisy=False):
     rep = report_of(engines, verdict="error", exit_code=2, data={"images_evaluated": 300},
                     reference={"engine": "qdq-ref", "map50_95": 75.17, "golden_delta": 0.13,
                                "golden_drift": False})
-    annotate(rep["engines"], "ort-cpu")
-    return rep
+    return annotated(rep)
 
 
 def render(rep, width, wide=None):
@@ -131,23 +142,21 @@ def test_emulated_rows_are_labelled_from_the_entry_environment():
                                                (10, 10 * (1 + SPREAD_THRESHOLD) + 0.01, False),
                                                (10, 10.4, True)])
 def test_spread_threshold_edges(median, p95, stable):
-    assert is_stable({"median": median, "p95": p95}) is stable
+    assert is_stable(lat(median, p95)) is stable
 
 
 def test_speedup_confidence():
-    calm, loud = {"median": 10, "p95": 10.5}, {"median": 10, "p95": 14}
+    calm, loud = lat(10, 10.5), lat(10, 14)
     assert speedup_confidence(1.1, calm, calm) == "stable"
     assert speedup_confidence(1.1, loud, calm) == "noisy"      # 1.1 within 1/1.47 .. 1.47
     # both medians may move, in opposite directions: the band is the product of the spreads
     # (a run under load: qdq-ref 1.55x with spreads 30 % and 45 %; 0.95x on a quiet machine)
-    assert speedup_confidence(1.546, {"median": 59.51, "p95": 77.19},
-                              {"median": 92.02, "p95": 133.41}) == "noisy"
-    assert speedup_confidence(6.06, {"median": 15.18, "p95": 21.81},
-                              {"median": 92.02, "p95": 133.41}) == "indicative"
+    assert speedup_confidence(1.546, lat(59.51, 77.19), lat(92.02, 133.41)) == "noisy"
+    assert speedup_confidence(6.06, lat(15.18, 21.81), lat(92.02, 133.41)) == "indicative"
     assert speedup_confidence(3.0, loud, calm) == "indicative"
     assert speedup_confidence(0.5, calm, loud) == "indicative"
     assert speedup_confidence(None, calm, calm) is None
-    assert spread(None) is None and spread({"median": 10, "p95": 12}) == 0.2
+    assert spread(None) is None and spread(lat(10, 12)) == 0.2
 
 
 def test_html_page_renders_engines_that_did_not_run():
@@ -168,8 +177,7 @@ def test_compact_table_fits_the_worst_case_too():
     rep["engines"]["openvino"]["speedup_vs_golden"] = 27.03
     rep["engines"]["openvino"]["census"]["int8_compute_ops"] = 123
     rep["engines"]["openvino"]["quantized_in_file"] = 130
-    annotate(rep["engines"], "ort-cpu")
-    text = render(rep, 80)
+    text = render(annotated(rep), 80)
     assert "…" not in text
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     for cell in ("DRIFT", "1235", "27.03x", "123/130", "unavailable", "-25.96"):
@@ -196,8 +204,7 @@ def described(tmp_path, cls, options=None):
 
 def settings_report(engines):
     rep = report_of(engines, data={"images_evaluated": 10})
-    annotate(rep["engines"], "ort-cpu")
-    return rep
+    return annotated(rep)
 
 
 @pytest.mark.skipif(__import__("harness.engines.openvino", fromlist=["x"]).OpenVinoEngine.probe()
